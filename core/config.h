@@ -199,25 +199,25 @@ typedef struct etl_load_opts {
  * when there is no matrix) and *n their count; free with etl_pipelines_free.
  * On failure err holds "path:line:col: message (expected ...)".
  */
-etl_cfg_status_t etl_config_load(const char *path, const etl_load_opts_t *opts,
+ETL_API etl_cfg_status_t etl_config_load(const char *path, const etl_load_opts_t *opts,
                                  etl_pipeline_t ***out, size_t *n, char *err, size_t errlen);
 
 /* The same from text in memory; `path` names it in messages and anchors
  * relative paths. Used by the fuzzer and the unit tests. */
-etl_cfg_status_t etl_config_parse(const char *path, const char *text, size_t len,
+ETL_API etl_cfg_status_t etl_config_parse(const char *path, const char *text, size_t len,
                                   const etl_load_opts_t *opts, etl_pipeline_t ***out, size_t *n,
                                   char *err, size_t errlen);
 
-void etl_pipeline_free(etl_pipeline_t *p);
-void etl_pipelines_free(etl_pipeline_t **v, size_t n);
+ETL_API void etl_pipeline_free(etl_pipeline_t *p);
+ETL_API void etl_pipelines_free(etl_pipeline_t **v, size_t n);
 
 /* Index of a stream by name, or -1. */
-int etl_pipeline_stream(const etl_pipeline_t *p, const char *name);
+ETL_API int etl_pipeline_stream(const etl_pipeline_t *p, const char *name);
 
-const char *etl_mode_name(etl_mode_t m);
-const char *etl_direction_name(etl_direction_t d);
-const char *etl_write_name(etl_write_mode_t w);
-const char *etl_conflict_name(etl_conflict_t c);
-const char *etl_deletes_name(etl_deletes_t d);
+ETL_API const char *etl_mode_name(etl_mode_t m);
+ETL_API const char *etl_direction_name(etl_direction_t d);
+ETL_API const char *etl_write_name(etl_write_mode_t w);
+ETL_API const char *etl_conflict_name(etl_conflict_t c);
+ETL_API const char *etl_deletes_name(etl_deletes_t d);
 
 #endif

@@ -7,6 +7,10 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+
+#ifndef ETL_API
+#define ETL_API __attribute__((visibility("default")))
+#endif
 #include <stdint.h>
 
 #define ETL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
@@ -39,10 +43,10 @@ char *etl_strndup(const char *s, size_t n);
 char *etl_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Whole-string decimal parse; 0 on success, -1 on junk or overflow. */
-int etl_parse_i64(const char *s, int64_t *out);
+ETL_API int etl_parse_i64(const char *s, int64_t *out);
 int etl_parse_bool(const char *s, int *out);
 /* "30s" "5m" "2h" "90d" "1w" (also "1h30m"); 0 on success, seconds in *out. */
-int etl_parse_duration(const char *s, int64_t *out);
+ETL_API int etl_parse_duration(const char *s, int64_t *out);
 /* Inverse for messages: 90 -> "90s", 300 -> "5m". buf >= 32. */
 const char *etl_format_duration(int64_t secs, char *buf, size_t n);
 

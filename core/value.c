@@ -191,6 +191,53 @@ size_t etl_ts_format(int64_t us, char *buf, size_t size)
     return n < 0 ? 0 : (size_t)n;
 }
 
+size_t etl_ts_format_like(int64_t us, const char *ex, size_t n, char *buf, size_t size)
+{
+    /* the example's zone offset decides the wall time written */
+    int64_t off = 0;
+    const char *zone = NULL;
+    size_t zlen = 0, frac = 0;
+    char sep = 'T';
+    int date_only = n == 10;
+    if (n >= 16)
+        sep = ex[10];
+    if (n > 19 && (ex[19] == '.' || ex[19] == ',')) {
+        size_t i = 20;
+        while (i < n && isdigit((unsigned char)ex[i]))
+            i++;
+        frac = i - 20;
+    }
+    for (size_t i = 16; i < n; i++) {
+        if (ex[i] == 'Z' || ex[i] == 'z' || ex[i] == '+' || (ex[i] == '-' && i > 10)) {
+            zone = ex + i;
+            zlen = n - i;
+            break;
+        }
+    }
+    if (zone && zone[0] != 'Z' && zone[0] != 'z' && zlen >= 3) {
+        int oh = (zone[1] - '0') * 10 + (zone[2] - '0'), om = 0;
+        const char *m = zlen >= 6 && zone[3] == ':' ? zone + 4 : zlen >= 5 ? zone + 3 : NULL;
+        if (m)
+            om = (m[0] - '0') * 10 + (m[1] - '0');
+        off = (zone[0] == '-' ? -1 : 1) * ((int64_t)oh * 3600 + om * 60) * 1000000;
+    }
+    char iso[40];
+    etl_ts_format(us + off, iso, sizeof iso); /* YYYY-MM-DDTHH:MM:SS[.ffffff]Z */
+    if (date_only)
+        return (size_t)snprintf(buf, size, "%.10s", iso);
+    char fr[8] = "";
+    if (frac) {
+        const char *dot = strchr(iso, '.');
+        char digits6[7] = "000000";
+        if (dot)
+            memcpy(digits6, dot + 1, 6);
+        snprintf(fr, sizeof fr, ".%.*s", (int)(frac > 6 ? 6 : frac), digits6);
+    }
+    int len = snprintf(buf, size, "%.10s%c%.8s%s%.*s", iso, sep == ' ' ? ' ' : 'T', iso + 11, fr,
+                       (int)zlen, zone ? zone : "");
+    return len < 0 ? 0 : (size_t)len;
+}
+
 size_t etl_value_text(const etl_value_t *v, char *buf, size_t size, const char **out)
 {
     int n = 0;

@@ -144,9 +144,11 @@ ETL_API const char *etl_read_select(const etl_read_t *r, const char *name);
 ETL_API etl_status_t etl_emit(etl_emitter_t *em, const etl_value_t *row);
 /* Emits a deletion: only the key columns of `row` are read. */
 ETL_API etl_status_t etl_emit_delete(etl_emitter_t *em, const etl_value_t *row);
-/* Everything with a cursor below or at `cursor` has now been emitted. The
- * checkpoint may move there once the rows before it are committed. Without
- * it the core uses the greatest cursor it saw, at the end of the stream. */
+/* Every row whose cursor is below `cursor` has now been emitted (a source
+ * reading in cursor order may say so as it goes). The checkpoint may move
+ * there once the rows before it are committed. At the end of a complete
+ * read the checkpoint is the greater of the greatest cursor emitted and the
+ * last value given here (an API's own bound, such as Square's latest_time). */
 ETL_API etl_status_t etl_emit_checkpoint(etl_emitter_t *em, const etl_value_t *cursor);
 
 typedef struct etl_source_ops {

@@ -73,6 +73,15 @@ ETL_API int etl_ts_parse(const char *s, size_t n, int64_t *out_us);
 ETL_API size_t etl_ts_format(int64_t us, char *buf, size_t size);
 
 /*
+ * Formats a timestamp in the style of an example taken from the data, so a
+ * bound compares correctly with text cursors: the same date/time separator
+ * ('T' or ' '), as many fraction digits, the same zone form ("Z", "+02:00",
+ * "+0200", or none, meaning UTC), or a date alone. Returns the length.
+ */
+ETL_API size_t etl_ts_format_like(int64_t us, const char *example, size_t exlen, char *buf,
+                                  size_t size);
+
+/*
  * The text form of a value: what it looks like as a SQL literal's content or a
  * checkpoint. NULL gives "", bools "true"/"false", timestamps ISO 8601 UTC.
  * Writes at most size-1 bytes plus a NUL into buf when the value needs

@@ -1,0 +1,284 @@
+/*
+ * emit.c - the source side of a stream, in the reader thread: what
+ * etl_emit() does with a row. The row is mapped to the sink's columns
+ * (rename, exclude, local_only), passed through the Lua transform when there
+ * is one, and copied into the current batch; full batches go to the queue
+ * with the checkpoint they make safe.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "row.h"
+#include "runtime.h"
+
+#define FLUSH_AFTER_US 2000000 /* a slow source still commits every 2 s */
+
+void etl_emitter_init(etl_emitter_t *em, etl_run_t *r, etl_srt_t *s, etl_queue_t *q)
+{
+    memset(em, 0, sizeof *em);
+    em->run = r;
+    em->s = s;
+    em->q = q;
+    em->batch_rows = (size_t)s->cfg->batch;
+    etl_buf_init(&em->max_buf);
+    etl_buf_init(&em->ck_buf);
+    etl_buf_init(&em->key);
+    etl_buf_init(&em->lerr);
+    etl_buf_init(&em->json);
+    if (s->xf)
+        em->scratch = calloc(etl_schema_ncols(s->out) + 1, sizeof *em->scratch);
+}
+
+void etl_emitter_free(etl_emitter_t *em)
+{
+    if (em->cur)
+        etl_queue_put(em->q, em->cur);
+    em->cur = NULL;
+    etl_buf_free(&em->max_buf);
+    etl_buf_free(&em->ck_buf);
+    etl_buf_free(&em->key);
+    etl_buf_free(&em->lerr);
+    etl_buf_free(&em->json);
+    free(em->scratch);
+}
+
+int etl_cursor_cmp(const etl_value_t *a, const etl_value_t *b)
+{
+    if (a->type != b->type)
+        return a->type < b->type ? -1 : 1;
+    switch (a->type) {
+    case ETL_T_NULL:
+        return 0;
+    case ETL_T_BOOL:
+    case ETL_T_INT:
+    case ETL_T_TIMESTAMP:
+        return a->v.i < b->v.i ? -1 : a->v.i > b->v.i;
+    case ETL_T_DOUBLE:
+        return a->v.d < b->v.d ? -1 : a->v.d > b->v.d;
+    default: {
+        size_t n = a->len < b->len ? a->len : b->len;
+        int c = n ? memcmp(a->v.s, b->v.s, n) : 0;
+        if (c)
+            return c;
+        return a->len < b->len ? -1 : a->len > b->len;
+    }
+    }
+}
+
+/* Keeps a copy of v in (dst, buf). */
+static void hold(etl_value_t *dst, etl_buf_t *buf, const etl_value_t *v)
+{
+    *dst = *v;
+    if (v->type >= ETL_T_NUMERIC && v->type <= ETL_T_JSON) {
+        etl_buf_reset(buf);
+        etl_buf_add(buf, v->v.s ? v->v.s : "", v->len);
+        dst->v.s = buf->data ? buf->data : "";
+    }
+}
+
+static int64_t now_mono(void) { return etl_mono_us(); }
+
+static etl_batch_t *current(etl_emitter_t *em)
+{
+    if (!em->cur) {
+        em->cur = etl_queue_get(em->q);
+        if (!em->cur)
+            em->failed = ETL_ERR_NOMEM;
+        em->t0 = now_mono();
+    }
+    return em->cur;
+}
+
+static void attach_checkpoint(etl_emitter_t *em, etl_batch_t *b, const etl_value_t *ck)
+{
+    if (etl_arena_value(&b->arena, &b->ckpt, ck) == 0)
+        b->has_ckpt = 1;
+}
+
+static etl_status_t seal(etl_emitter_t *em)
+{
+    etl_batch_t *b = em->cur;
+    if (!b)
+        return ETL_OK;
+    em->cur = NULL;
+    if (em->have_ck && !em->replay)
+        attach_checkpoint(em, b, &em->ck);
+    if (etl_queue_push(em->q, b) != 0) {
+        etl_queue_put(em->q, b);
+        em->failed = ETL_ERR_CANCELLED;
+        return em->failed;
+    }
+    return ETL_OK;
+}
+
+etl_status_t etl_emit_out(etl_emitter_t *em, const etl_value_t *row, int op)
+{
+    etl_batch_t *b = current(em);
+    if (!b)
+        return em->failed;
+    etl_value_t *dst = etl_batch_row(b, op);
+    if (!dst) {
+        em->failed = ETL_ERR_NOMEM;
+        return em->failed;
+    }
+    size_t n = etl_schema_ncols(em->s->out);
+    for (size_t j = 0; j < n; j++) {
+        if (etl_arena_value(&b->arena, &dst[j], &row[j]) != 0) {
+            em->failed = ETL_ERR_NOMEM;
+            return em->failed;
+        }
+    }
+    if (b->nrows >= em->batch_rows)
+        return seal(em);
+    return ETL_OK;
+}
+
+/* ------------------------------------------------------------ Lua glue */
+
+static etl_srt_t *find_stream(etl_emitter_t *em, const char *name)
+{
+    etl_run_t *r = em->run;
+    for (size_t i = 0; i < r->p->nstreams; i++) {
+        etl_srt_t *t = &r->srt[i * 2 + (em->s->dir == ETL_DIR_REVERSE)];
+        if (strcmp(t->cfg->name, name) == 0)
+            return t->out ? t : NULL;
+    }
+    return NULL;
+}
+
+static int lua_out(void *arg, const char *stream, const etl_value_t *row)
+{
+    etl_emitter_t *em = arg;
+    etl_srt_t *t = stream ? find_stream(em, stream) : em->s;
+    if (!t)
+        return -1;
+    if (t == em->s)
+        return etl_emit_out(em, row, ETL_OP_UPSERT) == ETL_OK ? 0 : -1;
+    if (!t->spool && !(t->spool = etl_spool_new()))
+        return -1;
+    return etl_spool_add(t->spool, row, etl_schema_ncols(t->out));
+}
+
+static const etl_schema_t *lua_schema(void *arg, const char *stream)
+{
+    etl_emitter_t *em = arg;
+    etl_srt_t *t = stream ? find_stream(em, stream) : em->s;
+    return t ? t->out : NULL;
+}
+
+static void reject(etl_emitter_t *em, const etl_value_t *row, const char *error)
+{
+    etl_srt_t *s = em->s;
+    etl_batch_t *b = current(em);
+    if (!b)
+        return;
+    etl_buf_reset(&em->key);
+    etl_buf_reset(&em->json);
+    int haskey = s->nkey && etl_row_key(&em->key, row, s->key, s->nkey) == 0;
+    etl_row_json(&em->json, s->out, row);
+    if (etl_batch_reject(b, haskey ? em->key.data : NULL, error, em->json.data) != 0)
+        em->failed = ETL_ERR_NOMEM;
+}
+
+static etl_status_t transform(etl_emitter_t *em, const etl_value_t *mapped)
+{
+    etl_srt_t *s = em->s;
+    etl_lua_io_t io = {lua_out, lua_schema, em};
+    etl_buf_reset(&em->lerr);
+    if (etl_lua_transform(em->run->lua, s->xf, s->cfg->name, s->out, mapped, &io, &em->lerr) != 0) {
+        if (em->failed)
+            return em->failed;
+        reject(em, mapped, em->lerr.data ? em->lerr.data : "transform failed");
+    }
+    return em->failed;
+}
+
+/* ------------------------------------------------------------ ABI */
+
+static etl_status_t emit_row(etl_emitter_t *em, const etl_value_t *row, int op)
+{
+    if (em->failed)
+        return em->failed;
+    if (em->run->cancel && atomic_load(em->run->cancel))
+        return ETL_ERR_CANCELLED;
+    etl_srt_t *s = em->s;
+    etl_batch_t *b = current(em);
+    if (!b)
+        return em->failed;
+    em->read++;
+    b->read++;
+    if (s->cursor_read >= 0 && row[s->cursor_read].type != ETL_T_NULL &&
+        (!em->have_max || etl_cursor_cmp(&row[s->cursor_read], &em->max) > 0)) {
+        hold(&em->max, &em->max_buf, &row[s->cursor_read]);
+        em->have_max = 1;
+    }
+    size_t n = etl_schema_ncols(s->out);
+    if (s->xf && op == ETL_OP_UPSERT) {
+        for (size_t j = 0; j < n; j++)
+            em->scratch[j] = s->map[j] >= 0 ? row[s->map[j]] : etl_null();
+        return transform(em, em->scratch);
+    }
+    etl_value_t *dst = etl_batch_row(b, op);
+    if (!dst) {
+        em->failed = ETL_ERR_NOMEM;
+        return em->failed;
+    }
+    for (size_t j = 0; j < n; j++) {
+        if (s->map[j] < 0)
+            continue; /* stays NULL */
+        if (etl_arena_value(&b->arena, &dst[j], &row[s->map[j]]) != 0) {
+            em->failed = ETL_ERR_NOMEM;
+            return em->failed;
+        }
+    }
+    if (b->nrows >= em->batch_rows)
+        return seal(em);
+    return ETL_OK;
+}
+
+etl_status_t etl_emit(etl_emitter_t *em, const etl_value_t *row)
+{
+    return emit_row(em, row, ETL_OP_UPSERT);
+}
+
+etl_status_t etl_emit_delete(etl_emitter_t *em, const etl_value_t *row)
+{
+    return emit_row(em, row, ETL_OP_DELETE);
+}
+
+etl_status_t etl_emit_checkpoint(etl_emitter_t *em, const etl_value_t *cursor)
+{
+    if (em->failed)
+        return em->failed;
+    if (!cursor || cursor->type == ETL_T_NULL)
+        return ETL_OK;
+    hold(&em->ck, &em->ck_buf, cursor);
+    em->have_ck = 1;
+    /* a source that pages slowly still gets its progress committed */
+    if (em->cur && em->cur->nrows && now_mono() - em->t0 > FLUSH_AFTER_US)
+        return seal(em);
+    return ETL_OK;
+}
+
+void etl_emitter_finish(etl_emitter_t *em, etl_status_t st, const char *error)
+{
+    etl_batch_t *b = current(em);
+    if (!b)
+        return;
+    b->end = 1;
+    b->status = st;
+    if (st != ETL_OK)
+        b->error = etl_strdup(error ? error : etl_status_name(st));
+    else if (!em->replay && (em->have_ck || em->have_max)) {
+        /* the read is complete: everything up to the greatest cursor seen is
+         * in, and a bound the source stated may reach further */
+        const etl_value_t *ck = em->have_max ? &em->max : &em->ck;
+        if (em->have_ck && em->have_max && em->ck.type == em->max.type &&
+            etl_cursor_cmp(&em->ck, &em->max) > 0)
+            ck = &em->ck;
+        attach_checkpoint(em, b, ck);
+    }
+    em->cur = NULL;
+    if (etl_queue_push(em->q, b) != 0)
+        etl_queue_put(em->q, b);
+}

@@ -1,0 +1,172 @@
+/*
+ * lite_read.c - reading an SQLite table as a stream: one SELECT stepped row
+ * by row (memory stays flat whatever the table's size), ordered by the
+ * cursor and the key so checkpoints taken along the way are safe.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "pgsqlite.h"
+
+#define CHECKPOINT_EVERY 256
+
+/* Binds a timestamp bound in the form the column's data uses. */
+static void bind_ts_like_data(lite_t *l, sqlite3_stmt *q, const char *table, const char *col,
+                              int64_t us)
+{
+    sqlbuf_t b;
+    sb_init(&b);
+    sb_add(&b, "SELECT ");
+    sb_ident(&b, col);
+    sb_add(&b, " FROM ");
+    sb_ident(&b, table);
+    sb_add(&b, " WHERE ");
+    sb_ident(&b, col);
+    sb_add(&b, " IS NOT NULL LIMIT 1");
+    sqlite3_stmt *s = NULL;
+    int bound = 0;
+    if (sqlite3_prepare_v2(l->db, sb_str(&b), -1, &s, NULL) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW) {
+        switch (sqlite3_column_type(s, 0)) {
+        case SQLITE_INTEGER: /* epoch seconds */
+            sqlite3_bind_int64(q, 1, us / 1000000);
+            bound = 1;
+            break;
+        case SQLITE_FLOAT: /* julian day */
+            sqlite3_bind_double(q, 1, (double)us / 86400e6 + 2440587.5);
+            bound = 1;
+            break;
+        case SQLITE_TEXT: {
+            char buf[64];
+            size_t n = etl_ts_format_like(us, (const char *)sqlite3_column_text(s, 0),
+                                          (size_t)sqlite3_column_bytes(s, 0), buf, sizeof buf);
+            sqlite3_bind_text(q, 1, buf, (int)n, SQLITE_TRANSIENT);
+            bound = 1;
+            break;
+        }
+        }
+    }
+    if (!bound) {
+        char buf[40];
+        size_t n = etl_ts_format(us, buf, sizeof buf);
+        sqlite3_bind_text(q, 1, buf, (int)n, SQLITE_TRANSIENT);
+    }
+    sqlite3_finalize(s);
+    sb_free(&b);
+}
+
+static void bind_since(lite_t *l, sqlite3_stmt *q, const etl_read_t *req)
+{
+    const etl_value_t *v = req->since;
+    switch (v->type) {
+    case ETL_T_INT:
+    case ETL_T_BOOL:
+        sqlite3_bind_int64(q, 1, v->v.i);
+        break;
+    case ETL_T_DOUBLE:
+        sqlite3_bind_double(q, 1, v->v.d);
+        break;
+    case ETL_T_TIMESTAMP:
+        bind_ts_like_data(l, q, req->stream, req->cursor, v->v.i);
+        break;
+    case ETL_T_BLOB:
+        sqlite3_bind_blob(q, 1, v->v.s, (int)v->len, SQLITE_TRANSIENT);
+        break;
+    default:
+        sqlite3_bind_text(q, 1, v->v.s, (int)v->len, SQLITE_TRANSIENT);
+    }
+}
+
+etl_status_t lite_read(lite_t *l, etl_ctx_t *ctx, const etl_read_t *req, etl_emitter_t *em)
+{
+    const etl_schema_t *sc = req->schema;
+    size_t n = etl_schema_ncols(sc);
+    int cursor = req->cursor ? etl_schema_find(sc, req->cursor) : -1;
+    sqlbuf_t b;
+    sb_init(&b);
+    sb_add(&b, "SELECT ");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            sb_add(&b, ", ");
+        sb_ident(&b, etl_schema_col(sc, i)->name);
+    }
+    sb_add(&b, " FROM ");
+    sb_ident(&b, req->stream);
+    if (cursor >= 0 && req->since) {
+        sb_add(&b, " WHERE ");
+        sb_ident(&b, req->cursor);
+        sb_add(&b, " >= ?1");
+    }
+    if (cursor >= 0) {
+        sb_add(&b, " ORDER BY ");
+        sb_ident(&b, req->cursor);
+        for (size_t i = 0; i < n; i++) {
+            if (etl_schema_col(sc, i)->flags & ETL_COL_KEY) {
+                sb_add(&b, ", ");
+                sb_ident(&b, etl_schema_col(sc, i)->name);
+            }
+        }
+    }
+    etl_value_t *row = calloc(n + 1, sizeof *row);
+    etl_type_t *declared = calloc(n + 1, sizeof *declared);
+    sqlite3_stmt *q = NULL;
+    etl_status_t st = ETL_OK;
+    if (!row || !declared || b.oom) {
+        st = etl_fail(ctx, ETL_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++)
+        declared[i] = etl_schema_col(sc, i)->type;
+    if (sqlite3_prepare_v2(l->db, sb_str(&b), -1, &q, NULL) != SQLITE_OK) {
+        st = lite_fail(l, ctx, "read");
+        goto done;
+    }
+    if (cursor >= 0 && req->since)
+        bind_since(l, q, req);
+    etl_log(ctx, ETL_LOG_DEBUG, "%s", sb_str(&b));
+    int rc;
+    uint64_t count = 0;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        for (size_t i = 0; i < n; i++) {
+            int c = (int)i;
+            switch (sqlite3_column_type(q, c)) {
+            case SQLITE_INTEGER:
+                row[i] = declared[i] == ETL_T_BOOL ? etl_bool(sqlite3_column_int64(q, c) != 0)
+                                                   : etl_int(sqlite3_column_int64(q, c));
+                break;
+            case SQLITE_FLOAT:
+                row[i] = etl_double(sqlite3_column_double(q, c));
+                break;
+            case SQLITE_TEXT: {
+                const char *t = (const char *)sqlite3_column_text(q, c);
+                size_t len = (size_t)sqlite3_column_bytes(q, c);
+                etl_type_t ty = declared[i] == ETL_T_JSON || declared[i] == ETL_T_NUMERIC
+                                    ? declared[i]
+                                    : ETL_T_TEXT;
+                row[i] = etl_str(ty, t, len);
+                break;
+            }
+            case SQLITE_BLOB:
+                row[i] = etl_str(ETL_T_BLOB, sqlite3_column_blob(q, c),
+                                 (size_t)sqlite3_column_bytes(q, c));
+                break;
+            default:
+                row[i] = etl_null();
+            }
+        }
+        /* ordered by the cursor: every row before this one has a cursor <= its own */
+        if (cursor >= 0 && ++count % CHECKPOINT_EVERY == 0 &&
+            (st = etl_emit_checkpoint(em, &row[cursor])) != ETL_OK)
+            goto done;
+        if ((st = etl_emit(em, row)) != ETL_OK)
+            goto done;
+    }
+    if (rc != SQLITE_DONE)
+        st = lite_fail(l, ctx, "read");
+done:
+    sqlite3_finalize(q);
+    free(row);
+    free(declared);
+    sb_free(&b);
+    return st;
+}

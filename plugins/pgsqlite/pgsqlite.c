@@ -1,0 +1,177 @@
+/*
+ * pgsqlite.c - the pgsqlite plugin: PostgreSQL and SQLite as source and
+ * sink. This file holds the descriptor, the options and the dispatch on the
+ * URL's scheme; each dialect lives in its own files.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "pgsqlite.h"
+
+typedef struct pgsqlite {
+    lite_t *lite;
+} pgsqlite_t;
+
+static const etl_option_def_t options[] = {
+    {"url", ETL_OPT_STRING, 1, NULL, 0,
+     "sqlite:PATH (relative to the pipeline), sqlite:///ABSOLUTE/PATH or postgres://...", NULL},
+    {"schema", ETL_OPT_STRING, 0, "public", 0, "PostgreSQL schema of the tables", NULL},
+    {"create", ETL_OPT_BOOL, 0, "true", 0, "create missing sink tables and add new columns",
+     NULL},
+    {NULL, 0, 0, NULL, 0, NULL, NULL},
+};
+
+/* "sqlite:rel/path", "sqlite:/abs", "sqlite:///abs" -> a path (caller frees). */
+static char *sqlite_path(etl_ctx_t *ctx, const char *url)
+{
+    const char *p = url + strlen("sqlite:");
+    if (strncmp(p, "///", 3) == 0)
+        p += 2;
+    else if (strncmp(p, "//", 2) == 0)
+        p += 2; /* sqlite://relative/path */
+    return etl_path(ctx, p);
+}
+
+static etl_status_t pgsqlite_open(etl_ctx_t *ctx, int sink, void **self)
+{
+    const char *url = etl_opt(ctx, "url");
+    pgsqlite_t *p = calloc(1, sizeof *p);
+    if (!p)
+        return etl_fail(ctx, ETL_ERR_NOMEM, "out of memory");
+    etl_status_t st;
+    if (strncmp(url, "sqlite:", 7) == 0) {
+        char *path = sqlite_path(ctx, url);
+        if (!path) {
+            free(p);
+            return etl_fail(ctx, ETL_ERR_NOMEM, "out of memory");
+        }
+        st = lite_open(ctx, path, sink, &p->lite);
+        free(path);
+    } else if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0) {
+        st = etl_fail(ctx, ETL_ERR_CONFIG,
+                      "url %s: PostgreSQL is not supported by this build of pgsqlite", url);
+    } else {
+        st = etl_fail(ctx, ETL_ERR_CONFIG,
+                      "url '%s' (expected sqlite:PATH, sqlite:///ABS or postgres://...)", url);
+    }
+    if (st != ETL_OK) {
+        free(p);
+        return st;
+    }
+    *self = p;
+    return ETL_OK;
+}
+
+static etl_status_t src_open(etl_ctx_t *ctx, void **self) { return pgsqlite_open(ctx, 0, self); }
+static etl_status_t sink_open(etl_ctx_t *ctx, void **self) { return pgsqlite_open(ctx, 1, self); }
+
+static void pgsqlite_close(void *self)
+{
+    pgsqlite_t *p = self;
+    if (!p)
+        return;
+    lite_close(p->lite);
+    free(p);
+}
+
+static etl_status_t pgsqlite_check(void *self, etl_ctx_t *ctx)
+{
+    return lite_check(((pgsqlite_t *)self)->lite, ctx);
+}
+
+static etl_status_t pgsqlite_streams(void *self, etl_ctx_t *ctx, void (*cb)(void *, const char *),
+                                     void *arg)
+{
+    return lite_streams(((pgsqlite_t *)self)->lite, ctx, cb, arg);
+}
+
+static etl_status_t pgsqlite_discover(void *self, etl_ctx_t *ctx, etl_schema_t *out)
+{
+    return lite_discover(((pgsqlite_t *)self)->lite, ctx, out);
+}
+
+static etl_status_t pgsqlite_read(void *self, etl_ctx_t *ctx, const etl_read_t *req,
+                                  etl_emitter_t *em)
+{
+    return lite_read(((pgsqlite_t *)self)->lite, ctx, req, em);
+}
+
+static etl_status_t pgsqlite_prepare(void *self, etl_ctx_t *ctx, const etl_sink_stream_t *spec,
+                                     void **stream)
+{
+    return lite_prepare(((pgsqlite_t *)self)->lite, ctx, spec, (lite_stream_t **)stream);
+}
+
+static etl_status_t pgsqlite_begin(void *self, etl_ctx_t *ctx)
+{
+    return lite_begin(((pgsqlite_t *)self)->lite, ctx);
+}
+
+static etl_status_t pgsqlite_write(void *self, etl_ctx_t *ctx, void *stream, etl_rows_t *rows)
+{
+    return lite_write(((pgsqlite_t *)self)->lite, ctx, stream, rows);
+}
+
+static etl_status_t pgsqlite_remove(void *self, etl_ctx_t *ctx, void *stream, etl_rows_t *keys)
+{
+    return lite_remove(((pgsqlite_t *)self)->lite, ctx, stream, keys);
+}
+
+static etl_status_t pgsqlite_commit(void *self, etl_ctx_t *ctx)
+{
+    return lite_commit(((pgsqlite_t *)self)->lite, ctx);
+}
+
+static void pgsqlite_rollback(void *self, etl_ctx_t *ctx)
+{
+    lite_rollback(((pgsqlite_t *)self)->lite, ctx);
+}
+
+static etl_status_t pgsqlite_finish(void *self, etl_ctx_t *ctx, void *stream, int ok)
+{
+    return lite_finish(((pgsqlite_t *)self)->lite, ctx, stream, ok);
+}
+
+static void *pgsqlite_native(void *self, const char **kind, const char **location)
+{
+    pgsqlite_t *p = self;
+    *kind = "sqlite3";
+    *location = p->lite->path;
+    return p->lite->db;
+}
+
+static const etl_source_ops_t source_ops = {
+    .open = src_open,
+    .check = pgsqlite_check,
+    .streams = pgsqlite_streams,
+    .discover = pgsqlite_discover,
+    .read = pgsqlite_read,
+    .close = pgsqlite_close,
+};
+
+static const etl_sink_ops_t sink_ops = {
+    .open = sink_open,
+    .check = pgsqlite_check,
+    .prepare = pgsqlite_prepare,
+    .begin = pgsqlite_begin,
+    .write = pgsqlite_write,
+    .remove = pgsqlite_remove,
+    .commit = pgsqlite_commit,
+    .rollback = pgsqlite_rollback,
+    .finish = pgsqlite_finish,
+    .close = pgsqlite_close,
+    .native = pgsqlite_native,
+};
+
+static const etl_plugin_t descriptor = {
+    .abi_version = ETL_ABI_VERSION,
+    .struct_size = sizeof(etl_plugin_t),
+    .name = "pgsqlite",
+    .version = "0.1.0",
+    .description = "PostgreSQL and SQLite tables, both directions",
+    .options = options,
+    .source = &source_ops,
+    .sink = &sink_ops,
+};
+
+ETL_PLUGIN(descriptor)
