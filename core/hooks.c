@@ -7,6 +7,16 @@
  * (see run()): an API call that allocates can fail once the cap is reached,
  * and a failure outside a protected call would end the process through
  * Lua's panic handler. Conversions are in hooks_convert.c.
+ *
+ * The sandbox is the state's global table itself, so every chunk (hooks
+ * file, transform file, inline chunk, require()d module, load()) runs in it:
+ *   - opened: base, string, table, math, utf8; os with time, date, clock only
+ *     (io, debug, package, coroutine are never opened);
+ *   - removed: dofile, loadfile, string.dump;
+ *   - replaced: load (text only), require (lua_dir only), print (the log),
+ *     collectgarbage ("count" only), setmetatable (no __gc: finalizers run
+ *     with hooks off, out of the budget's reach), pcall and xpcall (they
+ *     re-raise an exhausted budget, the memory cap and an output refusal).
  */
 #include <lauxlib.h>
 #include <lua.h>
@@ -150,8 +160,10 @@ static int run(etl_lua_t *E, lua_CFunction fn, void *arg, int traceback)
         if (E->msg.oom)
             etl_buf_free(&E->msg);
         if (is_memory_error(E, L, status)) {
-            size_t mib = (E->cap + ((size_t)1 << 20) - 1) >> 20;
-            etl_buf_printf(&E->msg, "memory limit of %zu MiB exceeded", mib);
+            if (E->cap % ((size_t)1 << 20) == 0)
+                etl_buf_printf(&E->msg, "memory limit of %zu MiB exceeded", E->cap >> 20);
+            else
+                etl_buf_printf(&E->msg, "memory limit of %zu bytes exceeded", E->cap);
         } else if (status == LUA_ERRERR && E->abort == ETL_LUA_ABORT_BUDGET) {
             /* the budget ran out again inside a __tostring of the error */
             etl_buf_printf(&E->msg, "instruction budget of %llu exceeded",
@@ -235,6 +247,26 @@ static int sb_collectgarbage(lua_State *L)
         return caller_error(L, "collectgarbage: only \"count\" is allowed in hooks");
     lua_pushnumber(L, (lua_Number)lua_gc(L, LUA_GCCOUNT, 0) +
                           (lua_Number)lua_gc(L, LUA_GCCOUNTB, 0) / 1024);
+    return 1;
+}
+
+/* setmetatable without __gc: Lua runs finalizers with hooks turned off, so
+ * the instruction budget could not stop an endless one. */
+static int sb_setmetatable(lua_State *L)
+{
+    int t = lua_type(L, 2);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
+    if (t == LUA_TTABLE) {
+        lua_pushliteral(L, "__gc");
+        if (lua_rawget(L, 2) != LUA_TNIL)
+            return caller_error(L, "setmetatable: __gc metamethods are not allowed in hooks");
+        lua_pop(L, 1);
+    }
+    if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL)
+        return luaL_error(L, "cannot change a protected metatable");
+    lua_settop(L, 2);
+    lua_setmetatable(L, 1);
     return 1;
 }
 
@@ -449,6 +481,7 @@ static int setup(lua_State *L)
     static const luaL_Reg replaced[] = {
         {"pcall", sb_pcall},   {"xpcall", sb_xpcall},   {"load", sb_load},
         {"require", sb_require}, {"print", sb_print}, {"collectgarbage", sb_collectgarbage},
+        {"setmetatable", sb_setmetatable},
     };
     static const char *const removed[] = {"dofile", "loadfile"};
     static const char *const os_kept[] = {"time", "date", "clock"};

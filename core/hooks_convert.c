@@ -35,6 +35,60 @@
 #define NO_OFFSET SIZE_MAX
 #define JSON_MAX_DEPTH 100
 
+static void put2(char *p, unsigned v)
+{
+    p[0] = (char)('0' + v / 10);
+    p[1] = (char)('0' + v % 10);
+}
+
+/* etl_ts_format's text without snprintf, which costs more than the rest of
+ * a record's trip into Lua; years outside 0000-9999 take the slow path. */
+static size_t format_ts(int64_t us, char *buf, size_t size)
+{
+    int64_t secs = us / 1000000, frac = us % 1000000;
+    if (frac < 0)
+        frac += 1000000, secs--;
+    int64_t days = secs / 86400, rem = secs % 86400;
+    if (rem < 0)
+        rem += 86400, days--;
+    /* days since 1970-01-01 to a civil date, in 400-year eras starting
+     * on March 1st so that leap days fall at the end of a year */
+    days += 719468;
+    int64_t era = (days >= 0 ? days : days - 146096) / 146097;
+    unsigned doe = (unsigned)(days - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    unsigned d = doy - (153 * mp + 2) / 5 + 1;
+    unsigned m = mp < 10 ? mp + 3 : mp - 9;
+    int64_t y = (int64_t)yoe + era * 400 + (m <= 2);
+    if (y < 0 || y > 9999 || size < 28)
+        return etl_ts_format(us, buf, size);
+    unsigned r = (unsigned)rem;
+    put2(buf, (unsigned)(y / 100));
+    put2(buf + 2, (unsigned)(y % 100));
+    buf[4] = '-';
+    put2(buf + 5, m);
+    buf[7] = '-';
+    put2(buf + 8, d);
+    buf[10] = 'T';
+    put2(buf + 11, r / 3600);
+    buf[13] = ':';
+    put2(buf + 14, r / 60 % 60);
+    buf[16] = ':';
+    put2(buf + 17, r % 60);
+    size_t n = 19;
+    if (frac) {
+        buf[n++] = '.';
+        for (int i = 5; i >= 0; i--, frac /= 10)
+            buf[n + (size_t)i] = (char)('0' + frac % 10);
+        n += 6;
+    }
+    buf[n++] = 'Z';
+    buf[n] = '\0';
+    return n;
+}
+
 void etl_lua_push_record(lua_State *L, const etl_schema_t *schema, const etl_value_t *row)
 {
     size_t n = etl_schema_ncols(schema);
@@ -53,7 +107,7 @@ void etl_lua_push_record(lua_State *L, const etl_schema_t *schema, const etl_val
             lua_pushnumber(L, (lua_Number)v->v.d);
             break;
         case ETL_T_TIMESTAMP:
-            lua_pushlstring(L, ts, etl_ts_format(v->v.i, ts, sizeof ts));
+            lua_pushlstring(L, ts, format_ts(v->v.i, ts, sizeof ts));
             break;
         case ETL_T_NUMERIC:
         case ETL_T_TEXT:

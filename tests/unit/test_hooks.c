@@ -548,6 +548,16 @@ static void test_collectgarbage_only_counts(void **state)
                     "only \"count\" is allowed");
 }
 
+static void test_gc_metamethods_are_refused(void **state)
+{
+    fx_t *f = *state;
+    transform_fails(f, inline_xf(f, "setmetatable({}, {__gc = function() while true do end end})\n"
+                                    "return rec"),
+                    "__gc metamethods are not allowed");
+    transform_ok(f, inline_xf(f, "local t = setmetatable({}, {__index = function() return 5 end})\n"
+                                 "assert(t.x == 5) return nil"));
+}
+
 /* ------------------------------------------------------------ compiling */
 
 static void test_inline_transform(void **state)
@@ -731,6 +741,7 @@ int main(void)
         T(test_require_is_refused_without_lua_dir),
         T(test_load_refuses_bytecode),
         T(test_collectgarbage_only_counts),
+        T(test_gc_metamethods_are_refused),
         T(test_inline_transform),
         T(test_inline_syntax_error_names_the_stream),
         T(test_function_transform_from_the_hooks_file),
