@@ -914,18 +914,11 @@ static int parse_defaults(etl_cfg_t *c, yaml_node_t *n, const etl_pipeline_t *p,
 /* The stream's name as written, for messages before it is read for real. */
 static void stream_label(etl_cfg_t *c, yaml_node_t *n, size_t idx, char *buf, size_t len)
 {
-    snprintf(buf, len, " in stream #%zu", idx + 1);
-    if (n->type != YAML_MAPPING_NODE)
-        return;
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = yaml_document_get_node(&c->doc, p->key);
-        yaml_node_t *v = yaml_document_get_node(&c->doc, p->value);
-        if (k && v && k->type == YAML_SCALAR_NODE && v->type == YAML_SCALAR_NODE &&
-            strcmp((const char *)k->data.scalar.value, "name") == 0 && !etl_cfg_is_null(v)) {
-            snprintf(buf, len, " in stream '%.64s'", (const char *)v->data.scalar.value);
-            return;
-        }
-    }
+    yaml_node_t *v = etl_cfg_find(c, n, "name");
+    if (v && v->type == YAML_SCALAR_NODE)
+        snprintf(buf, len, " in stream '%.64s'", (const char *)v->data.scalar.value);
+    else
+        snprintf(buf, len, " in stream #%zu", idx + 1);
 }
 
 /* Fills what the stream did not set from `defaults:`, then from the
@@ -1012,14 +1005,58 @@ static char *stream_names(const etl_pipeline_t *p)
     return etl_buf_take(&b);
 }
 
-static int check_refs(etl_cfg_t *c, etl_pipeline_t *p)
+/* Stream names sorted, so that fk and nest targets are found in log time:
+ * a pipeline may have hundreds of streams times hundreds of clients. */
+typedef struct name_ix {
+    const char *name;
+    size_t i;
+} name_ix_t;
+
+static int name_ix_cmp(const void *a, const void *b)
+{
+    const name_ix_t *x = a, *y = b;
+    int r = strcmp(x->name, y->name);
+    return r ? r : (x->i > y->i) - (x->i < y->i);
+}
+
+static name_ix_t *name_index(const etl_pipeline_t *p)
+{
+    name_ix_t *ix = malloc((p->nstreams ? p->nstreams : 1) * sizeof *ix);
+    if (!ix)
+        return NULL;
+    for (size_t i = 0; i < p->nstreams; i++) {
+        ix[i].name = p->streams[i].name;
+        ix[i].i = i;
+    }
+    qsort(ix, p->nstreams, sizeof *ix, name_ix_cmp);
+    return ix;
+}
+
+/* Index of the stream named `name`, or SIZE_MAX. */
+static size_t name_find(const name_ix_t *ix, size_t n, const char *name)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int r = strcmp(ix[mid].name, name);
+        if (r == 0)
+            return ix[mid].i;
+        if (r < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return SIZE_MAX;
+}
+
+static int check_refs(etl_cfg_t *c, const etl_pipeline_t *p, const name_ix_t *ix)
 {
     for (size_t i = 0; i < p->nstreams; i++) {
-        etl_stream_cfg_t *s = &p->streams[i];
+        const etl_stream_cfg_t *s = &p->streams[i];
         for (size_t j = 0; j < s->nfk + s->nnest; j++) {
             int is_fk = j < s->nfk;
             const char *target = is_fk ? s->fk[j].parent : s->nest[j - s->nfk].stream;
-            if (etl_pipeline_stream(p, target) >= 0)
+            if (name_find(ix, p->nstreams, target) != SIZE_MAX)
                 continue;
             char *names = stream_names(p);
             if (!names)
@@ -1102,27 +1139,60 @@ static int report_cycle(etl_cfg_t *c, const etl_pipeline_t *p, const fk_edge_t *
     return -1;
 }
 
+/* A binary min-heap of stream indexes: the ready streams, smallest first. */
+static void heap_push(size_t *h, size_t *n, size_t v)
+{
+    size_t i = (*n)++;
+    while (i > 0 && h[(i - 1) / 2] > v) {
+        h[i] = h[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h[i] = v;
+}
+
+static size_t heap_pop(size_t *h, size_t *n)
+{
+    size_t top = h[0], v = h[--*n], i = 0;
+    for (;;) {
+        size_t k = 2 * i + 1;
+        if (k >= *n)
+            break;
+        if (k + 1 < *n && h[k + 1] < h[k])
+            k++;
+        if (h[k] >= v)
+            break;
+        h[i] = h[k];
+        i = k;
+    }
+    if (*n)
+        h[i] = v;
+    return top;
+}
+
 /* Kahn's algorithm, taking the first ready stream in declaration order each
  * time, so the order is stable and readable. Self references (a manager_id
  * pointing into its own table) are not edges: the runner defers such rows. */
-static int topo_order(etl_cfg_t *c, etl_pipeline_t *p)
+static int topo_order(etl_cfg_t *c, etl_pipeline_t *p, const name_ix_t *ix)
 {
-    size_t n = p->nstreams, ne = 0, total = 0;
+    size_t n = p->nstreams, ne = 0, total = 0, nheap = 0, placed = 0;
     int rc = -1;
     for (size_t i = 0; i < n; i++)
         total += p->streams[i].nfk;
     fk_edge_t *e = malloc((total ? total : 1) * sizeof *e);
     size_t *indeg = calloc(n, sizeof *indeg);
+    size_t *first = calloc(n + 1, sizeof *first); /* children of i: kids[first[i]..first[i+1]) */
+    size_t *kids = malloc((total ? total : 1) * sizeof *kids);
+    size_t *heap = malloc(n * sizeof *heap);
     unsigned char *done = calloc(n, 1);
     p->order = calloc(n, sizeof *p->order);
-    if (!e || !indeg || !done || !p->order) {
+    if (!e || !indeg || !first || !kids || !heap || !done || !p->order) {
         etl_cfg_oom(c);
         goto fail;
     }
     for (size_t i = 0; i < n; i++) {
         for (size_t f = 0; f < p->streams[i].nfk; f++) {
             /* check_refs() made sure every parent exists. */
-            size_t parent = (size_t)etl_pipeline_stream(p, p->streams[i].fk[f].parent);
+            size_t parent = name_find(ix, n, p->streams[i].fk[f].parent);
             if (parent == i)
                 continue;
             e[ne].child = i;
@@ -1130,27 +1200,50 @@ static int topo_order(etl_cfg_t *c, etl_pipeline_t *p)
             e[ne].loc = p->streams[i].fk[f].loc;
             ne++;
             indeg[i]++;
+            first[parent + 1]++;
         }
     }
-    for (size_t k = 0; k < n; k++) {
-        size_t i = 0;
-        while (i < n && (done[i] || indeg[i]))
-            i++;
-        if (i == n) {
-            report_cycle(c, p, e, ne, done);
-            goto fail;
-        }
+    for (size_t i = 0; i < n; i++)
+        first[i + 1] += first[i];
+    for (size_t k = 0; k < ne; k++)
+        kids[first[e[k].parent]++] = e[k].child;
+    /* The fill above advanced first[i] to the end of i's run: shift back. */
+    for (size_t i = n; i > 0; i--)
+        first[i] = first[i - 1];
+    first[0] = 0;
+    for (size_t i = 0; i < n; i++)
+        if (indeg[i] == 0)
+            heap_push(heap, &nheap, i);
+    while (nheap) {
+        size_t i = heap_pop(heap, &nheap);
         done[i] = 1;
-        p->order[k] = i;
-        for (size_t j = 0; j < ne; j++)
-            if (e[j].parent == i)
-                indeg[e[j].child]--;
+        p->order[placed++] = i;
+        for (size_t k = first[i]; k < first[i + 1]; k++)
+            if (--indeg[kids[k]] == 0)
+                heap_push(heap, &nheap, kids[k]);
+    }
+    if (placed < n) {
+        report_cycle(c, p, e, ne, done);
+        goto fail;
     }
     rc = 0;
 fail:
     free(e);
     free(indeg);
+    free(first);
+    free(kids);
+    free(heap);
     free(done);
+    return rc;
+}
+
+static int check_graph(etl_cfg_t *c, etl_pipeline_t *p)
+{
+    name_ix_t *ix = name_index(p);
+    if (!ix)
+        return etl_cfg_oom(c);
+    int rc = check_refs(c, p, ix) == 0 && topo_order(c, p, ix) == 0 ? 0 : -1;
+    free(ix);
     return rc;
 }
 
@@ -1258,8 +1351,7 @@ static int build_pipeline(etl_cfg_t *c, yaml_node_t *root, yaml_node_t **tv,
         missing(c, root, "streams", "", "a list of streams");
         goto fail;
     }
-    if (parse_streams(c, tv[TK_STREAMS], p, &d) != 0 || check_refs(c, p) != 0 ||
-        topo_order(c, p) != 0)
+    if (parse_streams(c, tv[TK_STREAMS], p, &d) != 0 || check_graph(c, p) != 0)
         goto fail;
     rc = 0;
 fail:
@@ -1437,8 +1529,9 @@ etl_cfg_status_t etl_config_parse(const char *path, const char *text, size_t len
                      "the pipeline is %s", etl_cfg_kind(root));
         goto fail;
     }
-    if (etl_cfg_map(&c, root, "pipeline", "", top_keys, TK__N, tv, NULL) != 0 ||
-        check_version(&c, root, tv[TK_VERSION]) != 0)
+    /* The version first: another version may well have other keys. */
+    if (check_version(&c, root, etl_cfg_find(&c, root, "version")) != 0 ||
+        etl_cfg_map(&c, root, "pipeline", "", top_keys, TK__N, tv, NULL) != 0)
         goto fail;
 
     if (tv[TK_MATRIX]) {

@@ -55,6 +55,9 @@ etl_interp_status_t etl_interp(const etl_interp_t *ip, const char *key, const ch
 
 /* ------------------------------------------------------------ config_yaml.c */
 
+/* Mappings and lists nest at most this deep; a pipeline needs about 6. */
+#define ETL_CFG_MAX_DEPTH 64
+
 /* The state of one load. */
 typedef struct etl_cfg {
     const char *file; /* as given, for messages */
@@ -109,6 +112,11 @@ int etl_cfg_want(etl_cfg_t *c, const yaml_node_t *n, yaml_node_type_t type, cons
  */
 int etl_cfg_map(etl_cfg_t *c, yaml_node_t *map, const char *what, const char *where,
                 const char *const *names, size_t nnames, yaml_node_t **vals, yaml_node_t **keys);
+
+/* The value of `key` in a mapping, or NULL (absent, null, or not a
+ * mapping). A raw look-up for reading one key ahead of the checks; it does
+ * not count against the alias budget. */
+yaml_node_t *etl_cfg_find(etl_cfg_t *c, yaml_node_t *map, const char *key);
 
 /* Visits a free-form mapping (rename, fk, options...): keys are strings,
  * each once; fn is called per pair and returns 0 or -1. */

@@ -83,10 +83,52 @@ static int yaml_error(etl_cfg_t *c, yaml_parser_t *p, const char *text, size_t l
     return etl_cfg_fail(c, m, "valid YAML", "%s", problem);
 }
 
+/*
+ * libyaml's scanner does work proportional to the flow nesting depth for
+ * every token, so "[[[[..." a few hundred thousand deep takes minutes. A
+ * first pass over the events stops at a depth no pipeline needs, after a
+ * few dozen tokens; it also reports syntax errors exactly as the load would.
+ */
+static int check_depth(etl_cfg_t *c, const char *text, size_t len)
+{
+    yaml_parser_t p;
+    yaml_event_t e;
+    int depth = 0, rc = -1;
+    if (!yaml_parser_initialize(&p))
+        return etl_cfg_oom(c);
+    yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
+    for (;;) {
+        if (!yaml_parser_parse(&p, &e)) {
+            yaml_error(c, &p, text, len);
+            break;
+        }
+        yaml_event_type_t t = e.type;
+        if (t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT) {
+            if (++depth > ETL_CFG_MAX_DEPTH) {
+                etl_cfg_fail(c, e.start_mark, "a pipeline, not deeply nested data",
+                             "nesting deeper than %d levels", ETL_CFG_MAX_DEPTH);
+                yaml_event_delete(&e);
+                break;
+            }
+        } else if (t == YAML_SEQUENCE_END_EVENT || t == YAML_MAPPING_END_EVENT) {
+            depth--;
+        }
+        yaml_event_delete(&e);
+        if (t == YAML_STREAM_END_EVENT) {
+            rc = 0;
+            break;
+        }
+    }
+    yaml_parser_delete(&p);
+    return rc;
+}
+
 int etl_cfg_yaml_load(etl_cfg_t *c, const char *text, size_t len)
 {
     yaml_parser_t p;
     int rc = -1;
+    if (check_depth(c, text, len) != 0)
+        return -1;
     if (!yaml_parser_initialize(&p))
         return etl_cfg_oom(c);
     yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
@@ -257,6 +299,21 @@ static int walk_map(etl_cfg_t *c, yaml_node_t *map, const char *what, const char
             return -1;
     }
     return 0;
+}
+
+yaml_node_t *etl_cfg_find(etl_cfg_t *c, yaml_node_t *map, const char *key)
+{
+    if (map->type != YAML_MAPPING_NODE)
+        return NULL;
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(&c->doc, p->key);
+        const char *name = k ? key_text(k) : NULL;
+        if (name && strcmp(name, key) == 0) {
+            yaml_node_t *v = yaml_document_get_node(&c->doc, p->value);
+            return v && !etl_cfg_is_null(v) ? v : NULL;
+        }
+    }
+    return NULL;
 }
 
 typedef struct map_slots {

@@ -630,7 +630,9 @@ static void test_error_messages(void **state)
     parse_bad("version: \"1.0\"\n", "1:10: ", "unsupported version '1.0'");
     parse_bad("version: [1]\n", "1:10: ", "'version' must be 1, not a list");
     parse_bad("version: 1\n[a]: b\n", "2:1: ", "a key that is not a name");
-    parse_bad("\"version\\0\": 1\n", "1:1: ", "a key that is not a name");
+    parse_bad("version: 1\n\"na\\0me\": t\n", "2:1: ", "a key that is not a name");
+    /* the version is read before anything else */
+    parse_bad("version: 2\nnew_key: x\n", "1:10: ", "unsupported version '2'");
     parse_bad(HEAD "streams:\n  - name: \"a\\0b\"\n", "6:11: ", "'name' holds a NUL character");
     parse_bad("version: 1\nname: t\nmatrix: {client: a}\n", "3:9: ", "'matrix' must be a list");
     parse_bad("version: 1\nname: t\nmatrix: []\n", "3:9: ", "'matrix' is an empty list");
@@ -671,6 +673,47 @@ static void test_billion_laughs_is_refused(void **state)
     /* An alias to its own anchor: the walk is schema-shaped, so it stops. */
     load_text(&l, "mem.yaml", HEAD "streams: &s [{name: a, local_only: *s}]\n", NULL);
     assert_int_equal(l.st, ETL_CFG_INVALID);
+}
+
+static void test_deep_nesting_is_refused(void **state)
+{
+    (void)state;
+    /* libyaml's scanner slows down with flow depth: this must stay fast. */
+    etl_buf_t b;
+    etl_buf_init(&b);
+    etl_buf_adds(&b, "version: 1\nsource: ");
+    for (int i = 0; i < 200000; i++)
+        etl_buf_addc(&b, '[');
+    loaded_t l;
+    load_text(&l, "mem.yaml", b.data, NULL);
+    assert_int_equal(l.st, ETL_CFG_INVALID);
+    assert_string_equal(l.err, "mem.yaml:2:72: nesting deeper than 64 levels (expected a pipeline, not deeply nested data)");
+    etl_buf_free(&b);
+}
+
+static void test_many_clients_and_streams(void **state)
+{
+    (void)state;
+    etl_buf_t b;
+    etl_buf_init(&b);
+    etl_buf_adds(&b, HEAD "matrix:\n");
+    for (int i = 0; i < 50; i++)
+        etl_buf_printf(&b, "  - { client: c%d }\n", i);
+    etl_buf_adds(&b, "streams:\n");
+    /* declared children first: each stream's parent comes after it */
+    for (int i = 0; i < 300; i++)
+        etl_buf_printf(&b, "  - { name: s%d, fk: { p: s%d } }\n", i, i == 299 ? 299 : i + 1);
+    loaded_t l;
+    load_text(&l, "mem.yaml", b.data, NULL);
+    etl_buf_free(&b);
+    if (l.st)
+        print_error("%s\n", l.err);
+    assert_int_equal(l.st, ETL_CFG_OK);
+    assert_int_equal(l.n, 50);
+    assert_string_equal(l.v[49]->client, "c49");
+    for (size_t i = 0; i < 300; i++)
+        assert_int_equal(l.v[49]->order[i], 299 - i);
+    unload(&l);
 }
 
 static void test_load_io_error(void **state)
@@ -806,6 +849,8 @@ int main(void)
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_error_messages),
         cmocka_unit_test(test_billion_laughs_is_refused),
+        cmocka_unit_test(test_deep_nesting_is_refused),
+        cmocka_unit_test(test_many_clients_and_streams),
         cmocka_unit_test(test_load_io_error),
         cmocka_unit_test(test_bad_fixtures),
         cmocka_unit_test(test_good_fixtures),
