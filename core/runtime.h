@@ -69,7 +69,7 @@ typedef struct etl_srt {
     size_t nkeep;
 
     /* per run */
-    int full, detect_deletes, skip_ledger, has_since;
+    int full, detect_deletes, has_since;
     etl_value_t since;
     char since_buf[80];
     etl_checkpoint_t ckpt;

@@ -137,7 +137,7 @@ static sqlite3 *open_db(const char *path, char *err, size_t errlen)
     sqlite3_busy_timeout(db, 30000);
     /* WAL lets status readers and kv writers work beside a run; NORMAL is
      * durable across process crashes, which is what checkpoints need. */
-    sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL, NULL);
+    sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-8192;", NULL, NULL, NULL);
     return db;
 }
 

@@ -601,7 +601,6 @@ int etl_stream_run(etl_run_t *r, etl_srt_t *s)
     }
     plan_read(r, s);
     s->deferred_before = etl_state_deferred_count(r->state, s->sid);
-    s->skip_ledger = etl_state_ledger_count(r->state, s->sid) == 0;
     if (s->deferred_before < 0 || prepare_sink(r, s) != 0) {
         if (!s->error)
             etl_srt_fail(s, "%s", etl_state_error(r->state));
@@ -653,7 +652,8 @@ finish:;
     }
     etl_state_share(r->state, NULL);
     if (ok && w && c->write == ETL_WRITE_REPLACE) {
-        if ((s->detect_deletes && etl_writer_delete_unseen(w) != 0) ||
+        /* keys the new table lacks are gone: the ledger forgets them */
+        if ((s->nkey && !s->has_since && etl_writer_delete_unseen(w) != 0) ||
             etl_writer_final_checkpoint(w) != 0)
             ok = 0;
     }

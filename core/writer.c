@@ -315,9 +315,36 @@ static void sleep_ms(int64_t ms)
 
 static int state_writes(etl_writer_t *w, etl_batch_t *b, const etl_counts_t *delta, int move_ck);
 
+/* The batch's counts once the sink has answered: the ledger decides
+ * created / updated / unchanged (so a batch the sink committed just before a
+ * crash still counts as created when re-read); the sink decides what failed
+ * and what it refused to overwrite. */
+static void outcome_counts(etl_writer_t *w, const etl_counts_t *base, etl_counts_t *out)
+{
+    *out = *base;
+    for (size_t k = 0; k < w->nw; k++) {
+        switch (w->wout[k]) {
+        case ETL_OUT_FAILED: out->failed++; break;
+        case ETL_OUT_SKIPPED: out->unchanged++; break;
+        default:
+            switch (w->cls[w->widx[k]]) {
+            case C_CREATED: out->created++; break;
+            case C_UPDATED: out->updated++; break;
+            default: out->unchanged++; break;
+            }
+        }
+    }
+    for (size_t k = 0; k < w->nd; k++) {
+        if (w->dout[k] == ETL_OUT_FAILED)
+            out->failed++;
+        else
+            out->deleted++;
+    }
+}
+
 /* One attempt: begin, write, remove, (state when shared), commit. */
-static etl_status_t sink_attempt(etl_writer_t *w, etl_batch_t *b, const etl_counts_t *delta,
-                                 int move_ck, etl_rows_t *wr, etl_rows_t *dr)
+static etl_status_t sink_attempt(etl_writer_t *w, etl_batch_t *b, const etl_counts_t *base,
+                                 etl_counts_t *delta, int move_ck, etl_rows_t *wr, etl_rows_t *dr)
 {
     etl_end_t *e = w->end;
     etl_ctx_t *ctx = e->sink_ctx;
@@ -336,10 +363,13 @@ static etl_status_t sink_attempt(etl_writer_t *w, etl_batch_t *b, const etl_coun
         if ((st = w->ops->remove(self, ctx, w->s->sink_stream, dr)) != ETL_OK)
             goto rollback;
     }
+    outcome_counts(w, base, delta);
     if (w->r->o->dry_run) {
         w->ops->rollback(self, ctx);
         return ETL_OK;
     }
+    if (w->r->errors + delta->failed > w->r->p->max_errors)
+        move_ck = 0; /* over the error budget: the batch stays to be read again */
     if (w->r->shared_db && state_writes(w, b, delta, move_ck) != 0) {
         st = etl_fail(ctx, ETL_ERR_IO, "%s", etl_state_error(w->r->state));
         goto rollback;
@@ -350,8 +380,8 @@ rollback:
     return st;
 }
 
-static int sink_write(etl_writer_t *w, etl_batch_t *b, const etl_counts_t *delta, int move_ck,
-                      etl_rows_t *wr, etl_rows_t *dr)
+static int sink_write(etl_writer_t *w, etl_batch_t *b, const etl_counts_t *base,
+                      etl_counts_t *delta, int move_ck, etl_rows_t *wr, etl_rows_t *dr)
 {
     etl_ctx_t *ctx = w->end->sink_ctx;
     for (int attempt = 0;; attempt++) {
@@ -360,7 +390,7 @@ static int sink_write(etl_writer_t *w, etl_batch_t *b, const etl_counts_t *delta
         for (size_t i = 0; i < dr->nrows; i++)
             dr->outcome[i] = ETL_OUT_PENDING, w->derr[i] = NULL;
         ctx->err[0] = '\0';
-        etl_status_t st = sink_attempt(w, b, delta, move_ck, wr, dr);
+        etl_status_t st = sink_attempt(w, b, base, delta, move_ck, wr, dr);
         if (st == ETL_OK)
             return 0;
         if (st != ETL_ERR_RETRY || attempt + 1 >= MAX_SINK_RETRIES ||
@@ -511,7 +541,6 @@ int etl_writer_batch(etl_writer_t *w, etl_batch_t *b, int retry_deferred)
     }
     memset(w->table, 0, w->tcap * sizeof *w->table);
     int keyed = s->nkey > 0;
-    int classify = s->cfg->write == ETL_WRITE_REPLACE || s->cfg->write == ETL_WRITE_APPEND;
 
     /* 1. keys, hashes, in-batch dedup */
     for (size_t i = 0; i < n; i++) {
@@ -559,7 +588,7 @@ int etl_writer_batch(etl_writer_t *w, etl_batch_t *b, int retry_deferred)
         const etl_value_t *row = b->values + i * nc;
         if (s->nfk && check_fks(w, i, row) != 0)
             return -1;
-        if (w->act[i] != A_WRITE || !keyed || s->skip_ledger)
+        if (w->act[i] != A_WRITE || !keyed)
             continue;
         uint64_t h;
         int found = etl_state_ledger_get(r->state, s->sid, key_of(w, i), w->klen[i], &h);
@@ -591,49 +620,26 @@ int etl_writer_batch(etl_writer_t *w, etl_batch_t *b, int retry_deferred)
     etl_rows_t wr = {s->out, w->nw, w->wvals, w->wout, &we};
     etl_rows_t dr = {s->keys, w->nd, w->dvals, w->dout, &de};
 
-    /* 4. counts, known before the write only for the core's own decisions */
+    /* 4. what the core decided itself */
+    etl_counts_t base = delta;
     for (size_t i = 0; i < n; i++) {
         switch (w->act[i]) {
-        case A_UNCHANGED: delta.unchanged++; break;
-        case A_DEFER: delta.deferred++; break;
-        case A_FAIL: delta.failed++; break;
+        case A_UNCHANGED: base.unchanged++; break;
+        case A_DEFER: base.deferred++; break;
+        case A_FAIL: base.failed++; break;
         default: break;
         }
     }
-    delta.failed += (int64_t)b->nrejects;
+    base.failed += (int64_t)b->nrejects;
 
-    /* 5. write: the sink's own outcomes are counted after its commit, but the
-     * error budget must be known before deciding on the checkpoint, so the
-     * sink's failures are counted in a first pass over its outcomes */
+    /* 5. write; with the state store in the sink's database even a batch with
+     * nothing to write goes through the sink's transaction */
     int over = 0;
-    if (w->nw || w->nd) {
-        if (sink_write(w, b, &delta, 1, &wr, &dr) != 0)
+    if (w->nw || w->nd || (r->shared_db && !r->o->dry_run)) {
+        if (sink_write(w, b, &base, &delta, 1, &wr, &dr) != 0)
             return -1;
-    }
-    for (size_t k = 0; k < w->nw; k++) {
-        size_t i = w->widx[k];
-        switch (w->wout[k]) {
-        case ETL_OUT_FAILED: delta.failed++; break;
-        case ETL_OUT_PENDING:
-        case ETL_OUT_CREATED:
-            if (classify) {
-                if (w->cls[i] == C_CREATED) delta.created++;
-                else if (w->cls[i] == C_UPDATED) delta.updated++;
-                else delta.unchanged++;
-            } else {
-                delta.created++;
-            }
-            break;
-        case ETL_OUT_UPDATED: delta.updated++; break;
-        case ETL_OUT_DELETED: delta.deleted++; break;
-        default: delta.unchanged++; break;
-        }
-    }
-    for (size_t k = 0; k < w->nd; k++) {
-        if (w->dout[k] == ETL_OUT_FAILED)
-            delta.failed++;
-        else
-            delta.deleted++;
+    } else {
+        outcome_counts(w, &base, &delta);
     }
     r->errors += delta.failed;
     over = r->errors > r->p->max_errors;
@@ -652,7 +658,7 @@ int etl_writer_batch(etl_writer_t *w, etl_batch_t *b, int retry_deferred)
             w->pending = 1; /* moves after finish() swapped the table in */
         remember_checkpoint(w, &b->ckpt);
     }
-    if (!r->o->dry_run && !r->shared_db && delta.deferred)
+    if (!r->o->dry_run && delta.deferred)
         w->deferred_live += delta.deferred;
     s->counts.read += delta.read;
     s->counts.created += delta.created;
@@ -760,7 +766,8 @@ int etl_writer_delete_unseen(etl_writer_t *w)
         size_t saved = b->nrows;
         b->nrows = 0; /* state_writes walks act[] for batch rows: none here */
         if (!replace) {
-            if (sink_write(w, &empty, &delta, 0, &wr, &dr) != 0) {
+            etl_counts_t none = {0};
+            if (sink_write(w, &empty, &none, &delta, 0, &wr, &dr) != 0) {
                 rc = -1;
                 break;
             }
@@ -768,9 +775,11 @@ int etl_writer_delete_unseen(etl_writer_t *w)
             for (size_t k = 0; k < w->nd; k++)
                 w->dout[k] = ETL_OUT_DELETED;
         }
-        for (size_t k = 0; k < w->nd; k++)
-            delta.deleted += w->dout[k] != ETL_OUT_FAILED;
-        if (!r->o->dry_run && !r->shared_db) {
+        if (replace) {
+            etl_counts_t none = {0};
+            outcome_counts(w, &none, &delta);
+        }
+        if (!r->o->dry_run && (!r->shared_db || replace)) {
             if (etl_state_begin(r->state) || state_writes(w, &empty, &delta, 0) ||
                 etl_state_commit(r->state)) {
                 etl_state_rollback(r->state);

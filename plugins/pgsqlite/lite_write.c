@@ -74,7 +74,7 @@ static void add_column_def(sqlbuf_t *b, const etl_column_t *c)
 }
 
 static etl_status_t create_table(lite_t *l, etl_ctx_t *ctx, const char *name,
-                                 const etl_schema_t *sc)
+                                 const etl_schema_t *sc, int with_pk)
 {
     sqlbuf_t b;
     sb_init(&b);
@@ -88,7 +88,7 @@ static etl_status_t create_table(lite_t *l, etl_ctx_t *ctx, const char *name,
         add_column_def(&b, etl_schema_col(sc, i));
         nk += (etl_schema_col(sc, i)->flags & ETL_COL_KEY) != 0;
     }
-    if (nk) {
+    if (nk && with_pk) {
         sb_add(&b, ", PRIMARY KEY (");
         for (size_t i = 0, k = 0; i < n; i++) {
             if (!(etl_schema_col(sc, i)->flags & ETL_COL_KEY))
@@ -195,7 +195,7 @@ static etl_status_t create_staging(lite_t *l, etl_ctx_t *ctx, lite_stream_t *s,
     etl_status_t st = exec(l, ctx, sb_str(&b), "drop staging table");
     sb_free(&b);
     if (st != ETL_OK || !exists)
-        return st != ETL_OK ? st : create_table(l, ctx, s->target, sc);
+        return st != ETL_OK ? st : create_table(l, ctx, s->target, sc, 1);
     sqlite3_stmt *q;
     if (sqlite3_prepare_v2(l->db, "SELECT sql FROM sqlite_master WHERE type='table' AND name=?1",
                            -1, &q, NULL) != SQLITE_OK)
@@ -205,7 +205,7 @@ static etl_status_t create_staging(lite_t *l, etl_ctx_t *ctx, lite_stream_t *s,
     const char *paren = sql ? strchr(sql, '(') : NULL;
     if (!paren) {
         sqlite3_finalize(q);
-        return create_table(l, ctx, s->target, sc);
+        return create_table(l, ctx, s->target, sc, 1);
     }
     sb_init(&b);
     sb_add(&b, "CREATE TABLE ");
@@ -416,7 +416,8 @@ etl_status_t lite_prepare(lite_t *l, etl_ctx_t *ctx, const etl_sink_stream_t *sp
             goto fail;
         }
         if (spec->write != ETL_WRITE_REPLACE &&
-            (st = create_table(l, ctx, spec->table, sc)) != ETL_OK)
+            (st = create_table(l, ctx, spec->table, sc, spec->write != ETL_WRITE_APPEND)) !=
+                ETL_OK)
             goto fail;
     } else {
         for (size_t i = 0; i < s->ncols; i++) {

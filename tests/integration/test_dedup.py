@@ -1,0 +1,194 @@
+"""The dedup stage: the last record of a key in a batch wins; the ledger
+decides created / updated / unchanged; a changed cursor with identical content
+is unchanged; overlap re-reads are unchanged; write modes insert, append and
+replace; the state store and the sink in one database commit together."""
+import os
+import sqlite3
+import threading
+import time
+import unittest
+
+from etltest import Workdir, execute, last_run_counts, query, rows, run
+
+SRC = """
+CREATE TABLE events (code TEXT, val TEXT, updated_at TEXT);
+INSERT INTO events VALUES ('A', 'first',  '2025-01-01 10:00:00');
+INSERT INTO events VALUES ('B', 'only',   '2025-01-01 10:00:01');
+INSERT INTO events VALUES ('A', 'second', '2025-01-01 10:00:02');
+CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, price REAL, updated_at TEXT);
+"""
+
+
+def pipeline(streams, extra=""):
+    return f"""version: 1
+name: d
+source: {{plugin: pgsqlite, url: "sqlite:src.db"}}
+sink: {{plugin: pgsqlite, url: "sqlite:dst.db"}}
+{extra}
+streams:
+{streams}
+"""
+
+
+class Dedup(Workdir):
+    def setUp(self):
+        super().setUp()
+        c = sqlite3.connect(self.path("src.db"))
+        c.executescript(SRC)
+        c.executemany("INSERT INTO items VALUES (?,?,?,?)",
+                      [(i, f"item {i}", i * 1.5, f"2025-02-01 00:{i // 60:02d}:{i % 60:02d}")
+                       for i in range(1, 101)])
+        c.commit()
+        c.close()
+        self.state = self.path(".etl", "d.state.db")
+
+    def counts(self, stream):
+        return last_run_counts(self.state, "d")[(stream, "forward")]
+
+    def test_last_record_of_a_key_in_a_batch_wins(self):
+        self.write("d.yaml", pipeline("  - name: events\n    key: code\n"))
+        run("run", self.path("d.yaml"), check=0)
+        self.assertEqual(rows(self.path("dst.db"), "events", "code"),
+                         [("A", "second", "2025-01-01 10:00:02"),
+                          ("B", "only", "2025-01-01 10:00:01")])
+        c = self.counts("events")
+        self.assertEqual((c["read"], c["created"], c["updated"]), (3, 2, 0))
+
+    def test_changed_cursor_with_identical_content_is_unchanged(self):
+        self.write("d.yaml", pipeline("  - name: items\n"))
+        run("run", self.path("d.yaml"), check=0)
+        execute(self.path("src.db"), "UPDATE items SET updated_at = '2025-03-01 00:00:00' WHERE id = 7")
+        run("run", self.path("d.yaml"), check=0)
+        c = self.counts("items")
+        # the boundary row (the checkpoint's own) is read again with id 7
+        self.assertEqual((c["read"], c["created"], c["updated"], c["unchanged"]), (2, 0, 0, 2))
+        # a real change to the same row is an update
+        execute(self.path("src.db"), "UPDATE items SET price = 1000, updated_at = '2025-03-02 00:00:00'"
+                " WHERE id = 7")
+        run("run", self.path("d.yaml"), check=0)
+        c = self.counts("items")
+        self.assertEqual((c["read"], c["updated"], c["unchanged"]), (1, 1, 0))
+        self.assertEqual(query(self.path("dst.db"), "SELECT price FROM items WHERE id=7"), [(1000.0,)])
+
+    def test_overlap_rereads_are_unchanged(self):
+        self.write("d.yaml", pipeline("  - name: items\n    overlap: 1m\n"))
+        run("run", self.path("d.yaml"), check=0)
+        run("run", self.path("d.yaml"), check=0)
+        c = self.counts("items")
+        # the last minute before the checkpoint (01:40) is read again: 00:40..01:40
+        self.assertEqual(c["read"], 61)
+        self.assertEqual((c["created"], c["updated"], c["unchanged"]), (0, 0, 61))
+
+    def test_write_insert_never_touches_an_existing_key(self):
+        self.write("d.yaml", pipeline("  - name: items\n    write: insert\n"))
+        run("run", self.path("d.yaml"), check=0)
+        execute(self.path("dst.db"), "UPDATE items SET name = 'local edit' WHERE id = 3")
+        execute(self.path("src.db"), "UPDATE items SET name = 'office edit', updated_at ="
+                " '2025-03-01 00:00:00' WHERE id = 3")
+        run("run", self.path("d.yaml"), check=0)
+        self.assertEqual(query(self.path("dst.db"), "SELECT name FROM items WHERE id=3"),
+                         [("local edit",)])
+        c = self.counts("items")
+        # id 3 kept (counted unchanged), and the re-read boundary row
+        self.assertEqual((c["created"], c["updated"], c["unchanged"]), (0, 0, 2))
+
+    def test_write_append_adds_a_row_per_change(self):
+        self.write("d.yaml", pipeline("  - name: items\n    table: items_log\n    write: append\n"))
+        run("run", self.path("d.yaml"), check=0)
+        run("run", self.path("d.yaml"), check=0)  # nothing changed: nothing appended
+        self.assertEqual(query(self.path("dst.db"), "SELECT count(*) FROM items_log"), [(100,)])
+        execute(self.path("src.db"), "UPDATE items SET price = 1, updated_at = '2025-03-01 00:00:00'"
+                " WHERE id = 5")
+        run("run", self.path("d.yaml"), check=0)
+        self.assertEqual(query(self.path("dst.db"), "SELECT price FROM items_log WHERE id=5 ORDER BY rowid"),
+                         [(7.5,), (1.0,)])
+
+    def test_write_replace_swaps_the_table_atomically(self):
+        self.write("d.yaml", pipeline("  - name: items\n    write: replace\n    batch: 10\n"))
+        run("run", self.path("d.yaml"), check=0)
+        execute(self.path("dst.db"), "CREATE INDEX items_name ON items(name)")
+        execute(self.path("src.db"), "DELETE FROM items WHERE id > 50")
+        # a reader on another connection polls the table while it is replaced:
+        # it must see 100 rows or 50, never an empty or partial table
+        seen, stop = set(), threading.Event()
+
+        def reader():
+            c = sqlite3.connect(self.path("dst.db"), timeout=30)
+            while not stop.is_set():
+                try:
+                    seen.add(c.execute("SELECT count(*) FROM items").fetchone()[0])
+                except sqlite3.OperationalError:
+                    pass  # the table is being swapped: the next read sees it
+                time.sleep(0.001)
+            c.close()
+        t = threading.Thread(target=reader)
+        t.start()
+        run("run", self.path("d.yaml"), check=0)
+        time.sleep(0.05)
+        stop.set()
+        t.join()
+        self.assertTrue(seen <= {100, 50}, seen)
+        self.assertIn(50, seen)
+        self.assertEqual(query(self.path("dst.db"), "SELECT count(*) FROM items"), [(50,)])
+        # the index survived the swap, the staging table is gone
+        names = [n for (n,) in query(self.path("dst.db"), "SELECT name FROM sqlite_master")]
+        self.assertIn("items_name", names)
+        self.assertFalse([n for n in names if "__etl" in n], names)
+        c = self.counts("items")
+        self.assertEqual((c["read"], c["unchanged"], c["deleted"]), (50, 50, 50))
+
+    def test_failed_replace_leaves_the_old_table(self):
+        self.write("d.yaml", pipeline("  - name: items\n    write: replace\n    key: id\n"
+                                      "    transform: |\n"
+                                      "      if rec.id == 77 then error('boom') end\n"
+                                      "      return rec\n"))
+        execute(self.path("src.db"), "UPDATE items SET id = id + 1000 WHERE id = 77")
+        run("run", self.path("d.yaml"), check=0)
+        execute(self.path("src.db"), "UPDATE items SET id = 77 WHERE id = 1077")
+        run("run", self.path("d.yaml"), check=1)
+        self.assertEqual(query(self.path("dst.db"), "SELECT count(*) FROM items"), [(100,)])
+        names = [n for (n,) in query(self.path("dst.db"), "SELECT name FROM sqlite_master")]
+        self.assertFalse([n for n in names if "__etl" in n], names)
+
+    def test_state_in_the_sink_database_commits_with_it(self):
+        # state and sink are one file: each batch and its checkpoint are one transaction
+        self.write("d.yaml", pipeline("  - name: items\n    batch: 10\n", 'state: "sqlite:dst.db"'))
+        r = run("-v", "run", self.path("d.yaml"), check=0)
+        tables = [n for (n,) in query(self.path("dst.db"), "SELECT name FROM sqlite_master WHERE type='table'")]
+        self.assertIn("ledger", tables)
+        self.assertIn("items", tables)
+        self.assertEqual(query(self.path("dst.db"), "SELECT count(*) FROM items"), [(100,)])
+        self.assertEqual(query(self.path("dst.db"), "SELECT count(*) FROM ledger"), [(100,)])
+        self.assertEqual(query(self.path("dst.db"), "SELECT cursor FROM checkpoints"),
+                         [("2025-02-01 00:01:40",)])
+        self.assertFalse(os.path.exists(self.path(".etl")), r)
+        run("run", self.path("d.yaml"), check=0)
+        c = last_run_counts(self.path("dst.db"), "d")[("items", "forward")]
+        self.assertEqual((c["created"], c["updated"]), (0, 0))
+
+    def test_failed_records_go_to_dead_letters_up_to_max_errors(self):
+        execute(self.path("src.db"), "CREATE TABLE strict_items (id INTEGER PRIMARY KEY, name TEXT,"
+                " updated_at TEXT)")
+        execute(self.path("src.db"), "INSERT INTO strict_items VALUES (1, 'ok', '2025-01-01'),"
+                " (2, NULL, '2025-01-02'), (3, 'ok', '2025-01-03')")
+        execute(self.path("dst.db"), "CREATE TABLE strict_items (id INTEGER PRIMARY KEY,"
+                " name TEXT NOT NULL, updated_at TEXT)")
+        self.write("d.yaml", pipeline("  - name: strict_items\n", "max_errors: 1"))
+        r = run("run", self.path("d.yaml"), check=0)
+        self.assertEqual(query(self.path("dst.db"), "SELECT id FROM strict_items ORDER BY id"),
+                         [(1,), (3,)])
+        dead = query(self.state, "SELECT stream, key, error FROM dead_letters")
+        self.assertEqual(len(dead), 1, r)
+        self.assertEqual(dead[0][:2], ("strict_items", "2"))
+        self.assertIn("NOT NULL", dead[0][2])
+        c = self.counts("strict_items")
+        self.assertEqual((c["created"], c["failed"]), (2, 1))
+        # with the default max_errors (0) the same failure fails the run
+        self.write("d.yaml", pipeline("  - name: strict_items\n"))
+        execute(self.path("src.db"), "UPDATE strict_items SET updated_at = '2025-06-01'")
+        r = run("run", self.path("d.yaml"), check=1)
+        self.assertIn("max_errors", r.out + r.err)
+
+
+if __name__ == "__main__":
+    unittest.main()
