@@ -1,0 +1,143 @@
+"""Lua hooks in real runs: transform, drop, fan-out, ctx:emit into another
+stream, errors (raised, endless loop, forbidden io) going to the dead letters
+with their traceback, max_errors, before_run/after_run."""
+import sqlite3
+import unittest
+
+from etltest import Workdir, last_run_counts, query, rows, run
+
+ORDERS = [
+    (1, "ann", "ok", "a=1,b=2", "2025-01-01 10:00:00"),
+    (2, "bo", "void", "", "2025-01-01 10:00:01"),
+    (3, "cy", "split", "c=3", "2025-01-01 10:00:02"),
+    (4, "di", "boom", "", "2025-01-01 10:00:03"),
+    (5, "ed", "loop", "", "2025-01-01 10:00:04"),
+    (6, "fa", "io", "", "2025-01-01 10:00:05"),
+    (7, "gi", "ok", "d=4", "2025-01-01 10:00:06"),
+]
+
+HOOK = """local M = {}
+function M.transform(rec, ctx)
+  if rec.status == 'void' then return nil end
+  if rec.status == 'boom' then error('cannot handle order ' .. rec.id) end
+  if rec.status == 'loop' then while true do end end
+  if rec.status == 'io' then local f = io.open('/etc/passwd') end
+  rec.customer = string.upper(rec.customer)
+  for sku, n in string.gmatch(rec.items, '(%w+)=(%d+)') do
+    ctx:emit('order_lines', {order_id = rec.id, sku = sku, n = tonumber(n)})
+  end
+  if rec.status == 'split' then
+    local b = {}
+    for k, v in pairs(rec) do b[k] = v end
+    b.id = rec.id + 1000
+    return {rec, b}
+  end
+  return rec
+end
+return M
+"""
+
+HOOKS = """return {
+  before_run = function(ctx) ctx:log('before run of ' .. ctx.pipeline .. ' (' .. ctx.mode .. ')') end,
+  after_run = function(ctx, stats, status)
+    ctx:log('after run: ' .. status .. ', orders created ' .. stats.orders.created ..
+            ', lines created ' .. stats.order_lines.created)
+  end,
+}
+"""
+
+
+def pipeline(max_errors=3, extra=""):
+    return f"""version: 1
+name: lua
+source: {{plugin: pgsqlite, url: "sqlite:src.db"}}
+sink: {{plugin: pgsqlite, url: "sqlite:dst.db"}}
+hooks: lua/hooks.lua
+max_errors: {max_errors}
+lua: {{instructions: 200000}}
+streams:
+  - name: orders
+    transform: lua/orders.lua
+  - name: order_lines
+    key: [order_id, sku]
+    columns: {{order_id: int, sku: text, n: int}}
+    fk: {{order_id: orders}}
+{extra}"""
+
+
+class LuaHooks(Workdir):
+    def setUp(self):
+        super().setUp()
+        c = sqlite3.connect(self.path("src.db"))
+        c.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer TEXT, status TEXT,"
+                  " items TEXT, updated_at TEXT)")
+        c.executemany("INSERT INTO orders VALUES (?,?,?,?,?)", ORDERS)
+        c.commit()
+        c.close()
+        self.write("lua/orders.lua", HOOK)
+        self.write("lua/hooks.lua", HOOKS)
+        self.state = self.path(".etl", "lua.state.db")
+
+    def test_transform_drop_fanout_emit_and_dead_letters(self):
+        self.write("lua.yaml", pipeline())
+        r = run("run", self.path("lua.yaml"), check=0)
+        got = rows(self.path("dst.db"), "orders", "id")
+        self.assertEqual([(g[0], g[1]) for g in got],
+                         [(1, "ANN"), (3, "CY"), (7, "GI"), (1003, "CY")])
+        self.assertEqual(rows(self.path("dst.db"), "order_lines", "order_id, sku"),
+                         [(1, "a", 1), (1, "b", 2), (3, "c", 3), (7, "d", 4)])
+        dead = {k: e for k, e in query(self.state, "SELECT key, error FROM dead_letters")}
+        self.assertEqual(set(dead), {"4", "5", "6"}, r)
+        self.assertIn("cannot handle order 4", dead["4"])
+        self.assertIn("stack traceback", dead["4"])
+        self.assertIn("instruction budget", dead["5"])
+        self.assertIn("io", dead["6"])
+        record = query(self.state, "SELECT record FROM dead_letters WHERE key='4'")[0][0]
+        self.assertIn('"customer":"di"', record)
+        counts = last_run_counts(self.state, "lua")
+        self.assertEqual(counts[("orders", "forward")]["read"], 7)
+        self.assertEqual(counts[("orders", "forward")]["created"], 4)
+        self.assertEqual(counts[("orders", "forward")]["failed"], 3)
+        self.assertEqual(counts[("order_lines", "forward")]["created"], 4)
+        self.assertIn("before run of lua (incremental)", r.err)
+        self.assertIn("after run: ok, orders created 4, lines created 4", r.err)
+
+    def test_more_errors_than_max_errors_fail_the_run(self):
+        self.write("lua.yaml", pipeline(max_errors=2))
+        r = run("run", self.path("lua.yaml"), check=1)
+        self.assertIn("max_errors", r.out)
+        # the failed stream's checkpoint did not move past the batch
+        self.assertEqual(query(self.state, "SELECT count(*) FROM checkpoints WHERE stream='orders'"
+                               " AND cursor IS NOT NULL"), [(0,)])
+        # and order_lines, whose parent failed, was skipped
+        self.assertIn("skipped", r.out)
+
+    def test_inline_transform_and_syntax_error_is_a_config_error(self):
+        self.write("lua.yaml", pipeline().replace(
+            "transform: lua/orders.lua",
+            "transform: |\n      rec.customer = rec.customer .. '!'\n      return rec"))
+        run("run", self.path("lua.yaml"), check=0)
+        self.assertEqual(query(self.path("dst.db"), "SELECT customer FROM orders WHERE id=1"),
+                         [("ann!",)])
+        self.write("lua.yaml", pipeline().replace(
+            "transform: lua/orders.lua", "transform: |\n      return rec +* 1"))
+        r = run("run", self.path("lua.yaml"), check=2)
+        self.assertIn("orders", r.err)
+
+    def test_require_is_confined_to_the_lua_folder(self):
+        self.write("lua/util.lua", "return { shout = function(s) return s .. '!!' end }")
+        self.write("secret.lua", "return { leak = true }")
+        self.write("lua.yaml", pipeline().replace(
+            "transform: lua/orders.lua",
+            "transform: |\n      local u = require('util')\n"
+            "      if rec.id == 7 then require('../secret') end\n"
+            "      rec.customer = u.shout(rec.customer)\n      return rec"))
+        run("run", self.path("lua.yaml"), check=0)
+        self.assertEqual(query(self.path("dst.db"), "SELECT customer FROM orders WHERE id=1"),
+                         [("ann!!",)])
+        dead = query(self.state, "SELECT key FROM dead_letters")
+        self.assertIn(("7",), dead)
+
+
+if __name__ == "__main__":
+    unittest.main()
