@@ -1615,11 +1615,11 @@ etl_cfg_status_t etl_config_load(const char *path, const etl_load_opts_t *opts,
     size_t got;
     while ((got = fread(chunk, 1, sizeof chunk, f)) > 0 && b.len <= CONFIG_FILE_MAX)
         etl_buf_add(&b, chunk, got);
-    int bad = ferror(f);
+    int bad = ferror(f) ? errno : 0; /* EISDIR for a folder */
     fclose(f);
     if (bad || b.len > CONFIG_FILE_MAX) {
         etl_errf(err, errlen, "%s: cannot read: %s", path,
-                 bad ? "read error" : "larger than 16 MiB");
+                 bad ? strerror(bad) : "larger than 16 MiB");
         etl_buf_free(&b);
         return ETL_CFG_IO;
     }

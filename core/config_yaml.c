@@ -29,19 +29,22 @@ int etl_cfg_fail(etl_cfg_t *c, yaml_mark_t m, const char *expected, const char *
     c->failed = 1;
     if (!c->err || !c->errlen)
         return -1;
-    etl_buf_t b;
-    etl_buf_init(&b);
-    etl_buf_printf(&b, "%s:%d:%d: ", c->file, (int)m.line + 1, (int)m.column + 1);
-    va_list ap;
-    va_start(ap, fmt);
-    etl_buf_vprintf(&b, fmt, ap);
-    va_end(ap);
-    etl_buf_printf(&b, " (expected %s)", expected);
-    if (b.oom)
-        etl_strlcpy(c->err, "out of memory", c->errlen);
-    else
-        etl_strlcpy(c->err, b.data, c->errlen);
-    etl_buf_free(&b);
+    /* Straight into the caller's buffer: reporting must not need memory. */
+    size_t at = 0;
+    int w = snprintf(c->err, c->errlen, "%s:%d:%d: ", c->file, (int)m.line + 1,
+                     (int)m.column + 1);
+    if (w > 0)
+        at += (size_t)w;
+    if (at < c->errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        w = vsnprintf(c->err + at, c->errlen - at, fmt, ap);
+        va_end(ap);
+        if (w > 0)
+            at += (size_t)w;
+    }
+    if (at < c->errlen)
+        snprintf(c->err + at, c->errlen - at, " (expected %s)", expected);
     return -1;
 }
 
@@ -71,7 +74,8 @@ static yaml_mark_t mark_at(const char *text, size_t len, size_t off)
 
 static int yaml_error(etl_cfg_t *c, yaml_parser_t *p, const char *text, size_t len)
 {
-    if (p->error == YAML_MEMORY_ERROR)
+    /* libyaml fails without a problem text only when an allocation failed. */
+    if (p->error == YAML_MEMORY_ERROR || p->error == YAML_NO_ERROR || !p->problem)
         return etl_cfg_oom(c);
     const char *problem = p->problem ? p->problem : "invalid YAML";
     yaml_mark_t m = p->problem_mark;

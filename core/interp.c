@@ -288,9 +288,12 @@ etl_interp_status_t etl_interp(const etl_interp_t *ip, const char *key, const ch
     etl_buf_t b;
     etl_buf_init(&b);
     int rc = expand(&r, s, n, 0, &b);
-    if (rc != 0 || r.nomem || b.oom) {
+    int oom = r.nomem || b.oom;
+    if (rc != 0 || oom) {
         etl_buf_free(&b);
-        return r.nomem || (rc == 0 && b.oom) ? ETL_INTERP_NOMEM : ETL_INTERP_BAD;
+        /* A message was written only when expand() failed for a reason of
+         * its own; a failed append shows up as oom instead. */
+        return rc == 0 || r.nomem ? ETL_INTERP_NOMEM : ETL_INTERP_BAD;
     }
     *out = etl_buf_take(&b);
     return *out ? ETL_INTERP_OK : ETL_INTERP_NOMEM;

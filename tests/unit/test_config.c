@@ -724,6 +724,9 @@ static void test_load_io_error(void **state)
     assert_int_equal(l.st, ETL_CFG_IO);
     assert_null(l.v);
     assert_non_null(strstr(l.err, "no-such-pipeline.yaml: cannot read"));
+    load_file(&l, GOOD, NULL);
+    assert_int_equal(l.st, ETL_CFG_IO);
+    assert_non_null(strstr(l.err, "good: cannot read: Is a directory"));
 }
 
 static int name_cmp(const void *a, const void *b)
