@@ -60,7 +60,13 @@ void etl_redact_add(const char *secret)
     char *copy = etl_strdup(secret);
     if (v && copy) {
         secrets = v;
-        secrets[nsecrets++] = copy;
+        /* longest first, so a secret that contains another is hidden whole */
+        size_t at = 0, l = strlen(copy);
+        while (at < nsecrets && strlen(secrets[at]) >= l)
+            at++;
+        memmove(&secrets[at + 1], &secrets[at], (nsecrets - at) * sizeof *secrets);
+        secrets[at] = copy;
+        nsecrets++;
     } else {
         if (v)
             secrets = v;
@@ -80,37 +86,51 @@ void etl_redact_clear(void)
     pthread_mutex_unlock(&redact_mu);
 }
 
-/* Length of a URL password starting at s[i] when s[..i) ends a "scheme://user:"
- * userinfo, else 0. */
+/* Length of a URL password starting after the ':' at s[colon] when what
+ * precedes is "scheme://user", else 0. */
 static size_t url_password_len(const char *s, size_t n, size_t colon)
 {
-    /* walk back over the user name to "://" */
     size_t j = colon;
     while (j > 0 && s[j - 1] != '/' && s[j - 1] != '@' && s[j - 1] != ' ' && s[j - 1] != ':')
         j--;
     if (j < 3 || s[j - 1] != '/' || s[j - 2] != '/' || s[j - 3] != ':')
         return 0;
+    /* RFC 3986: the userinfo ends at '@'; a raw '/' ends the authority */
     size_t k = colon + 1;
     while (k < n && s[k] != '@' && s[k] != '/' && s[k] != ' ' && s[k] != '"' && s[k] != '\'')
         k++;
-    if (k >= n || s[k] != '@')
-        return 0;
-    return k - colon - 1;
+    return k < n && s[k] == '@' ? k - colon - 1 : 0;
 }
 
-/* Length of the value after "password=" (conninfo, query strings). */
-static size_t kv_password_len(const char *s, size_t n, size_t i)
+/* A value after a key ending in "password" (password=, db_password = 'x',
+ * "password": "x"): returns the offset where the value starts (in *start)
+ * and its length, or 0. */
+static size_t kv_password_len(const char *s, size_t n, size_t i, size_t *start)
 {
-    static const char key[] = "password=";
+    static const char key[] = "password";
     size_t kl = sizeof key - 1;
     if (i + kl > n || strncasecmp(s + i, key, kl) != 0)
         return 0;
-    if (i > 0 && (s[i - 1] == '_' || (s[i - 1] >= 'a' && s[i - 1] <= 'z')))
-        return 0;
     size_t k = i + kl;
-    while (k < n && s[k] != ' ' && s[k] != '&' && s[k] != '"' && s[k] != '\'' && s[k] != '\n')
+    if (k < n && s[k] == '"')
+        k++; /* JSON: "password": */
+    while (k < n && s[k] == ' ')
         k++;
-    return k - i - kl;
+    if (k >= n || (s[k] != '=' && s[k] != ':'))
+        return 0;
+    k++;
+    while (k < n && s[k] == ' ')
+        k++;
+    char quote = k < n && (s[k] == '\'' || s[k] == '"') ? s[k] : 0;
+    if (quote)
+        k++;
+    size_t v = k;
+    while (k < n && (quote ? s[k] != quote
+                           : (s[k] != ' ' && s[k] != '&' && s[k] != ',' && s[k] != '}' &&
+                              s[k] != '\n' && s[k] != '"' && s[k] != '\'')))
+        k++;
+    *start = v;
+    return k - v;
 }
 
 void etl_redact(const char *s, size_t n, etl_buf_t *out)
@@ -119,6 +139,7 @@ void etl_redact(const char *s, size_t n, etl_buf_t *out)
     size_t i = 0, run = 0;
     while (i < n) {
         size_t hit = 0, keep = 0;
+        /* secrets are kept longest first: the longest match wins */
         for (size_t k = 0; k < nsecrets && !hit; k++) {
             size_t l = strlen(secrets[k]);
             if (l <= n - i && memcmp(s + i, secrets[k], l) == 0)
@@ -130,9 +151,9 @@ void etl_redact(const char *s, size_t n, etl_buf_t *out)
                 keep = 1, hit = l + 1;
         }
         if (!hit && (s[i] == 'p' || s[i] == 'P')) {
-            size_t l = kv_password_len(s, n, i);
+            size_t start = 0, l = kv_password_len(s, n, i, &start);
             if (l)
-                keep = 9, hit = l + 9;
+                keep = start - i, hit = keep + l;
         }
         if (hit) {
             etl_buf_add(out, s + i - run, run);
@@ -170,8 +191,13 @@ static void prune_logs(const char *dir, const char *name, int64_t keep_secs)
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         size_t l = strlen(e->d_name);
-        if (l < nl + 5 || strncmp(e->d_name, name, nl) != 0 || e->d_name[nl] != '-' ||
-            strcmp(e->d_name + l - 4, ".log") != 0)
+        /* only "<name>-YYYYMMDDTHHMMSSZ-<run>.log": not another pipeline
+         * whose name starts with this one's */
+        const char *stamp = e->d_name + nl + 1;
+        if (l < nl + 22 || strncmp(e->d_name, name, nl) != 0 || e->d_name[nl] != '-' ||
+            strcmp(e->d_name + l - 4, ".log") != 0 || strspn(stamp, "0123456789") != 8 ||
+            stamp[8] != 'T' || strspn(stamp + 9, "0123456789") != 6 || stamp[15] != 'Z' ||
+            stamp[16] != '-')
             continue;
         char *p = etl_path_join(dir, e->d_name);
         struct stat st;

@@ -234,7 +234,8 @@ void etl_plugin_scan(void (*cb)(void *, const char *, const etl_plugin_lib_t *, 
             files[nf++] = etl_strdup(e->d_name);
         }
         closedir(d);
-        qsort(files, nf, sizeof *files, cmp_str);
+        if (nf)
+            qsort(files, nf, sizeof *files, cmp_str);
         for (size_t f = 0; f < nf; f++) {
             int dup = 0;
             for (size_t s = 0; s < nseen; s++)

@@ -201,6 +201,22 @@ static int unbase64(const char *s, size_t n, etl_arena_t *a, const char **out, u
     return 0;
 }
 
+static int valid_utf8(const char *p, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)p;
+    for (size_t i = 0; i < n;) {
+        unsigned char c = s[i];
+        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        if (!len || i + len > n || (len > 1 && c < 0xC2 && len == 2))
+            return 0;
+        for (size_t k = 1; k < len; k++)
+            if ((s[i + k] & 0xC0) != 0x80)
+                return 0;
+        i += len;
+    }
+    return 1;
+}
+
 void etl_row_json(etl_buf_t *out, const etl_schema_t *s, const etl_value_t *row)
 {
     size_t n = etl_schema_ncols(s);
@@ -235,6 +251,12 @@ void etl_row_json(etl_buf_t *out, const etl_schema_t *s, const etl_value_t *row)
         case ETL_T_BLOB:
             add_base64(out, (const unsigned char *)v->v.s, v->len);
             break;
+        case ETL_T_TEXT:
+            if (!valid_utf8(v->v.s, v->len)) { /* JSON cannot carry it: base64 */
+                add_base64(out, (const unsigned char *)v->v.s, v->len);
+                break;
+            }
+            /* fall through */
         default: {
             size_t l = etl_value_text(v, tmp, sizeof tmp, &t);
             etl_buf_json_str(out, t, l);
@@ -242,11 +264,18 @@ void etl_row_json(etl_buf_t *out, const etl_schema_t *s, const etl_value_t *row)
         }
         etl_buf_addc(out, ',');
     }
-    /* the value types, one letter per column, so the record reads back exactly */
-    etl_buf_adds(out, "\"$types\":\"");
-    for (size_t i = 0; i < n; i++)
-        etl_buf_addc(out, (unsigned)row[i].type < ETL_T_COUNT_ ? type_codes[row[i].type] : 'n');
-    etl_buf_adds(out, "\"}");
+    /* the value types by column, so the record reads back exactly even if
+     * the stream's columns move ('X': text that is not UTF-8, in base64) */
+    etl_buf_adds(out, "\"$types\":{");
+    for (size_t i = 0; i < n; i++) {
+        const char *name = etl_schema_col(s, i)->name;
+        char code = (unsigned)row[i].type < ETL_T_COUNT_ ? type_codes[row[i].type] : 'n';
+        if (row[i].type == ETL_T_TEXT && !valid_utf8(row[i].v.s, row[i].len))
+            code = 'X';
+        etl_buf_json_str(out, name, strlen(name));
+        etl_buf_printf(out, ":\"%c\"%s", code, i + 1 < n ? "," : "");
+    }
+    etl_buf_adds(out, "}}");
 }
 
 static int from_json_value(json_t *j, int type, etl_arena_t *a, etl_value_t *v, const char *col,
@@ -309,7 +338,7 @@ int etl_row_from_json(const char *json, const etl_schema_t *s, etl_arena_t *a, e
         return -1;
     }
     size_t n = etl_schema_ncols(s);
-    const char *types = json_string_value(json_object_get(root, "$types"));
+    json_t *types = json_object_get(root, "$types");
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         const etl_column_t *c = etl_schema_col(s, i);
@@ -319,11 +348,15 @@ int etl_row_from_json(const char *json, const etl_schema_t *s, etl_arena_t *a, e
             continue;
         }
         int type = c->type;
-        if (types && i < strlen(types)) {
-            const char *k = memchr(type_codes, types[i], sizeof type_codes);
-            if (k)
-                type = (int)(k - type_codes);
+        const char *code = json_string_value(json_object_get(types, c->name));
+        if (code && code[0] == 'X') {
+            rc = from_json_value(j, ETL_T_BLOB, a, &row[i], c->name, err, errlen);
+            row[i].type = ETL_T_TEXT;
+            continue;
         }
+        const char *k = code && code[0] ? memchr(type_codes, code[0], sizeof type_codes) : NULL;
+        if (k)
+            type = (int)(k - type_codes);
         rc = from_json_value(j, type, a, &row[i], c->name, err, errlen);
     }
     json_decref(root);

@@ -241,6 +241,8 @@ char *etl_path_join(const char *dir, const char *rel)
         dl--;
     while (rel[0] == '.' && rel[1] == '/')
         rel += 2;
+    if (dl == 1 && dir[0] == '/')
+        return etl_asprintf("/%s", rel);
     return etl_asprintf("%.*s/%s", (int)dl, dir, rel);
 }
 

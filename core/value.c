@@ -193,48 +193,48 @@ size_t etl_ts_format(int64_t us, char *buf, size_t size)
 
 size_t etl_ts_format_like(int64_t us, const char *ex, size_t n, char *buf, size_t size)
 {
+    /* the example's shape: date [sep HH:MM [:SS [.frac]]] [space] [zone] */
+    char sep = n > 10 ? ex[10] : 'T';
+    int has_time = n >= 16, has_secs = n >= 19 && ex[16] == ':';
+    size_t i = has_secs ? 19 : 16, frac = 0;
+    if (has_secs && i < n && (ex[i] == '.' || ex[i] == ',')) {
+        size_t j = i + 1;
+        while (j < n && isdigit((unsigned char)ex[j]))
+            j++;
+        frac = j - i - 1;
+        i = j;
+    }
+    size_t zspace = 0;
+    while (i + zspace < n && ex[i + zspace] == ' ')
+        zspace++;
+    const char *zone = has_time && i + zspace < n ? ex + i + zspace : NULL;
+    size_t zlen = zone ? n - i - zspace : 0;
+    if (!zone)
+        zspace = 0;
     /* the example's zone offset decides the wall time written */
     int64_t off = 0;
-    const char *zone = NULL;
-    size_t zlen = 0, frac = 0;
-    char sep = 'T';
-    int date_only = n == 10;
-    if (n >= 16)
-        sep = ex[10];
-    if (n > 19 && (ex[19] == '.' || ex[19] == ',')) {
-        size_t i = 20;
-        while (i < n && isdigit((unsigned char)ex[i]))
-            i++;
-        frac = i - 20;
-    }
-    for (size_t i = 16; i < n; i++) {
-        if (ex[i] == 'Z' || ex[i] == 'z' || ex[i] == '+' || (ex[i] == '-' && i > 10)) {
-            zone = ex + i;
-            zlen = n - i;
-            break;
-        }
-    }
-    if (zone && zone[0] != 'Z' && zone[0] != 'z' && zlen >= 3) {
+    if (zone && zone[0] != 'Z' && zone[0] != 'z' && zlen >= 3 && isdigit((unsigned char)zone[1])) {
         int oh = (zone[1] - '0') * 10 + (zone[2] - '0'), om = 0;
         const char *m = zlen >= 6 && zone[3] == ':' ? zone + 4 : zlen >= 5 ? zone + 3 : NULL;
-        if (m)
+        if (m && isdigit((unsigned char)m[0]) && isdigit((unsigned char)m[1]))
             om = (m[0] - '0') * 10 + (m[1] - '0');
         off = (zone[0] == '-' ? -1 : 1) * ((int64_t)oh * 3600 + om * 60) * 1000000;
     }
-    char iso[40];
+    char iso[48];
     etl_ts_format(us + off, iso, sizeof iso); /* YYYY-MM-DDTHH:MM:SS[.ffffff]Z */
-    if (date_only)
-        return (size_t)snprintf(buf, size, "%.10s", iso);
-    char fr[8] = "";
+    size_t dl = (size_t)(strchr(iso, 'T') - iso); /* years past 9999 are longer */
+    if (!has_time)
+        return (size_t)snprintf(buf, size, "%.*s", (int)dl, iso);
+    char fr[16] = "";
     if (frac) {
         const char *dot = strchr(iso, '.');
-        char digits6[7] = "000000";
+        char digits9[10] = "000000000";
         if (dot)
-            memcpy(digits6, dot + 1, 6);
-        snprintf(fr, sizeof fr, ".%.*s", (int)(frac > 6 ? 6 : frac), digits6);
+            memcpy(digits9, dot + 1, 6);
+        snprintf(fr, sizeof fr, ".%.*s", (int)(frac > 9 ? 9 : frac), digits9);
     }
-    int len = snprintf(buf, size, "%.10s%c%.8s%s%.*s", iso, sep == ' ' ? ' ' : 'T', iso + 11, fr,
-                       (int)zlen, zone ? zone : "");
+    int len = snprintf(buf, size, "%.*s%c%.*s%s%.*s%.*s", (int)dl, iso, sep, has_secs ? 8 : 5,
+                       iso + dl + 1, fr, (int)zspace, "        ", (int)zlen, zone ? zone : "");
     return len < 0 ? 0 : (size_t)len;
 }
 

@@ -291,9 +291,18 @@ static int key_row(etl_writer_t *w, const char *key, size_t klen, etl_value_t *o
     size_t nk = etl_schema_ncols(s->keys);
     const char *parts[16];
     size_t lens[16];
-    int nulls[16];
-    if (nk > 16 || etl_key_split(key, klen, &w->arena, parts, lens, nulls, nk) != (int)nk)
+    int nulls[16] = {0};
+    if (nk == 0 || nk > 16 || (klen && key[0] == '~'))
+        return -1; /* a fallback key names no sink row */
+    if (nk == 1) {
+        /* one column: the key text is the value itself, never escaped */
+        parts[0] = etl_arena_dup(&w->arena, key, klen);
+        lens[0] = klen;
+        if (!parts[0])
+            return -1;
+    } else if (etl_key_split(key, klen, &w->arena, parts, lens, nulls, nk) != (int)nk) {
         return -1;
+    }
     for (size_t k = 0; k < nk; k++) {
         const char *why;
         if (nulls[k])

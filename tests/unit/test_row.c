@@ -192,7 +192,7 @@ static void test_key_split_inverts_composite_keys(void **state)
             size_t x = t;
             for (size_t c = 0; c < width; c++, x /= NAWK)
                 row[c] = awk(x % NAWK);
-            size_t klen;
+            size_t klen = 0;
             char *k = key_of(row, c012, width, &klen);
             const char *parts[4];
             size_t lens[4];
@@ -584,7 +584,7 @@ static void test_json_form_is_readable(void **state)
     etl_buf_init(&b);
     etl_row_json(&b, s, row);
     assert_string_equal(b.data, "{\"id\":5,\"price\":\"0.10\",\"at\":\"2024-05-01T10:00:00.000007Z\","
-                                "\"ok\":false,\"note\":null,\"$types\":\"iNTbn\"}");
+                                "\"ok\":false,\"note\":null,\"$types\":{\"id\":\"i\",\"price\":\"N\",\"at\":\"T\",\"ok\":\"b\",\"note\":\"n\"}}");
     etl_buf_free(&b);
     etl_schema_free(s);
 }
