@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <dlfcn.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -18,13 +19,27 @@
 /* The descriptor's fields up to and including `sink` are what ABI 1 needs. */
 #define MIN_STRUCT_SIZE (offsetof(etl_plugin_t, sink) + sizeof(void *))
 
+/* "<folder of libetl.so>/etl/plugins": where an installed tree keeps its
+ * plugins, wherever the tree was moved. */
+static char *installed_dir(void)
+{
+    Dl_info info;
+    if (!dladdr((void *)installed_dir, &info) || !info.dli_fname)
+        return NULL;
+    char real[PATH_MAX];
+    char *lib = etl_path_dir(realpath(info.dli_fname, real) ? real : info.dli_fname);
+    char *dir = lib ? etl_asprintf("%s/etl/plugins", lib) : NULL;
+    free(lib);
+    return dir;
+}
+
 size_t etl_plugin_dirs(char ***out)
 {
     char **v = NULL;
     size_t n = 0;
     const char *env = getenv("ETL_PLUGIN_PATH");
-    char *exe = etl_exe_dir();
-    const char *fixed[2] = {exe, ETL_PLUGIN_INSTALL_DIR};
+    char *exe = etl_exe_dir(), *lib = installed_dir();
+    const char *fixed[3] = {exe, lib, ETL_PLUGIN_INSTALL_DIR};
     size_t cap = 4;
     v = malloc(cap * sizeof *v);
     if (!v)
@@ -43,8 +58,8 @@ size_t etl_plugin_dirs(char ***out)
         }
         free(copy);
     }
-    for (size_t i = 0; i < 2; i++) {
-        if (!fixed[i])
+    for (size_t i = 0; i < 3; i++) {
+        if (!fixed[i] || (i == 2 && lib && strcmp(lib, fixed[2]) == 0))
             continue;
         if (n == cap) {
             char **nv = realloc(v, (cap *= 2) * sizeof *v);
@@ -56,6 +71,7 @@ size_t etl_plugin_dirs(char ***out)
     }
 done:
     free(exe);
+    free(lib);
     *out = v;
     return n;
 }

@@ -76,11 +76,10 @@ static int needs_lua(const etl_pipeline_t *p)
     return 0;
 }
 
-static int setup_lua(etl_run_t *r, char *err, size_t errlen)
+/* A Lua state for the pipeline with its hooks file loaded. */
+static etl_lua_t *new_lua(etl_run_t *r, char *err, size_t errlen)
 {
     const etl_pipeline_t *p = r->p;
-    if (!needs_lua(p))
-        return 0;
     char *lua_dir = etl_path_join(p->dir, "lua");
     etl_lua_env_t env = {
         .lua_dir = lua_dir,
@@ -91,11 +90,23 @@ static int setup_lua(etl_run_t *r, char *err, size_t errlen)
         .log = lua_log,
         .log_arg = r,
     };
-    r->lua = etl_lua_new(&env, err, errlen);
+    etl_lua_t *L = etl_lua_new(&env, err, errlen);
     free(lua_dir);
-    if (!r->lua)
-        return -1;
-    if (p->hooks && etl_lua_load_hooks(r->lua, p->hooks, err, errlen) != 0)
+    if (L && p->hooks && etl_lua_load_hooks(L, p->hooks, err, errlen) != 0) {
+        etl_lua_free(L);
+        return NULL;
+    }
+    return L;
+}
+
+/* Transforms run in the reader thread and resolvers in the writer: each
+ * side has its own Lua state, never shared between threads. */
+static int setup_lua(etl_run_t *r, char *err, size_t errlen)
+{
+    const etl_pipeline_t *p = r->p;
+    if (!needs_lua(p))
+        return 0;
+    if (!(r->lua = new_lua(r, err, errlen)))
         return -1;
     for (size_t i = 0; i < p->nstreams; i++) {
         const etl_stream_cfg_t *c = &p->streams[i];
@@ -104,6 +115,19 @@ static int setup_lua(etl_run_t *r, char *err, size_t errlen)
         if (etl_lua_compile(r->lua, &c->transform, c->name, "transform", &r->srt[i * 2].xf, err,
                             errlen) != 0)
             return -1;
+    }
+    for (size_t i = 0; i < p->nstreams; i++) {
+        const etl_stream_cfg_t *c = &p->streams[i];
+        if (c->conflict != ETL_CONFLICT_LUA)
+            continue;
+        if (!r->lua_w && !(r->lua_w = new_lua(r, err, errlen)))
+            return -1;
+        /* without `resolve:`, the hooks file's own resolve function */
+        etl_transform_cfg_t from_hooks = {ETL_XF_FUNCTION, (char *)"resolve", c->loc};
+        const etl_transform_cfg_t *rc = c->resolve.kind != ETL_XF_NONE ? &c->resolve : &from_hooks;
+        if (etl_lua_compile(r->lua_w, rc, c->name, "resolve", &r->srt[i * 2].rs, err, errlen) != 0)
+            return -1;
+        r->srt[i * 2 + 1].rs = r->srt[i * 2].rs;
     }
     return 0;
 }
@@ -154,17 +178,24 @@ static void run_direction(etl_run_t *r, etl_direction_t dir)
 {
     const etl_pipeline_t *p = r->p;
     int d = dir == ETL_DIR_REVERSE;
-    /* every stream's columns first: hooks may emit into any of them */
+    /* every stream's columns first, the ones this run skips too: hooks may
+     * emit into any of them, and fks translate through their parents */
     for (size_t k = 0; k < p->nstreams; k++) {
         size_t i = p->order[k];
         etl_srt_t *s = &r->srt[i * 2 + (size_t)d];
         s->cfg = &p->streams[i];
         s->index = i;
         s->dir = dir;
-        if (!wanted(r->o, s->cfg->name))
-            continue;
-        if (etl_stream_setup(r, s) != 0)
-            s->status = ST_FAILED;
+        if (etl_stream_setup(r, s) != 0) {
+            if (wanted(r->o, s->cfg->name)) {
+                s->status = ST_FAILED;
+            } else {
+                /* not part of this run: its trouble is for the run that reads it */
+                s->status = ST_PENDING;
+                free(s->error);
+                s->error = NULL;
+            }
+        }
     }
     for (size_t k = 0; k < p->nstreams; k++) {
         size_t i = p->order[k];
@@ -338,6 +369,8 @@ int etl_run(const etl_pipeline_t *p, const etl_run_opts_t *o, etl_run_result_t *
     if (r->lua) {
         etl_lua_run_t info = {r->run_id, mode, etl_direction_name((etl_direction_t)direction)};
         etl_lua_set_run(r->lua, &info);
+        if (r->lua_w)
+            etl_lua_set_run(r->lua_w, &info);
         etl_buf_t lb;
         etl_buf_init(&lb);
         if (etl_lua_before_run(r->lua, &lb) != 0) {
@@ -400,6 +433,7 @@ done:
         etl_stream_free(&r->srt[i]);
     free(r->srt);
     etl_lua_free(r->lua);
+    etl_lua_free(r->lua_w);
     etl_state_close(r->state);
     etl_logger_free(r->log);
     free(r->pkey);

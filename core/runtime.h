@@ -35,6 +35,7 @@ typedef struct etl_fk_rt {
     const char *column;
     const char *parent;   /* parent stream name */
     int64_t parent_sid;   /* its ledger in this direction */
+    const char *parent_table; /* the parent's table at the pipeline's sink: end */
 } etl_fk_rt_t;
 
 enum { ST_PENDING = 0, ST_OK, ST_FAILED, ST_SKIPPED, ST_CANCELLED };
@@ -67,6 +68,17 @@ typedef struct etl_srt {
     etl_spool_t *spool;         /* rows sent here by ctx:emit() from other streams */
     const char **keep;          /* local_only on the sink side */
     size_t nkeep;
+    etl_conflict_t conflict;    /* the pipeline's rule, seen from this direction */
+    int rs;                     /* Lua resolve ref (conflict: lua), 0 = none */
+    /* identity translation: the key is the source's id (key) going forward,
+     * kept at the sink: end in sink_key beside its own sink_pk */
+    int ident;
+    const etl_identity_cfg_t *idcfg;
+    int ident_key;              /* out column of the translated key */
+    int ident_pk;               /* reverse: hidden out column with the sink_pk, else -1 */
+    const char *ident_table;    /* this stream's table at the pipeline's sink: end */
+    int64_t sid_other;          /* the other direction's ledger (echo marks), 0 = none */
+    struct etl_keyset *resolved; /* forward: keys resolve() rewrote in this run */
 
     /* per run */
     int full, detect_deletes, has_since;
@@ -90,7 +102,8 @@ typedef struct etl_run {
     int64_t run_id;
     atomic_int *cancel;
     atomic_int own_cancel;
-    etl_lua_t *lua;
+    etl_lua_t *lua;             /* transforms, in reader threads */
+    etl_lua_t *lua_w;           /* conflict resolvers, in the writer */
     etl_end_t ends[2];          /* [0] the pipeline's source:, [1] its sink: */
     etl_srt_t *srt;             /* nstreams * 2: [i*2 + 0] forward, [i*2 + 1] reverse */
     int64_t window;
@@ -154,6 +167,7 @@ int etl_writer_batch(etl_writer_t *w, etl_batch_t *b, int retry_deferred);
 int etl_writer_delete_unseen(etl_writer_t *w);
 /* write: replace: the checkpoint, once finish() has swapped the table in. */
 int etl_writer_final_checkpoint(etl_writer_t *w);
+void etl_keyset_free(struct etl_keyset *k);
 /* Prints the progress line when due. */
 void etl_writer_progress(etl_writer_t *w, int final);
 

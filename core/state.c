@@ -46,6 +46,9 @@ static const char *const migrations[] = {
     " updated_at TEXT NOT NULL, PRIMARY KEY(scope, key));"
     "CREATE TABLE schedules(pipeline TEXT PRIMARY KEY, next_run_at TEXT, lease_owner TEXT,"
     " lease_until TEXT);",
+    /* 1 -> 2: echo marks (hash 0): the other direction wrote this key with
+     * this cursor; reading it back is not a change */
+    "ALTER TABLE ledger ADD COLUMN echo TEXT;",
 };
 
 enum {
@@ -58,13 +61,19 @@ enum {
     S_COUNTS_ADD,
     S_CKPT_PUT,
     S_DEAD,
+    S_ECHO_PUT,
+    S_ECHO_GET,
     S_COUNT_
 };
 
 static const char *const stmt_sql[S_COUNT_] = {
     [S_LEDGER_GET] = "SELECT hash FROM ledger WHERE sid=?1 AND key=?2",
     [S_LEDGER_PUT] = "INSERT INTO ledger(sid,key,hash,seen) VALUES(?1,?2,?3,?4)"
-                     " ON CONFLICT(sid,key) DO UPDATE SET hash=excluded.hash, seen=excluded.seen",
+                     " ON CONFLICT(sid,key) DO UPDATE SET hash=excluded.hash, seen=excluded.seen,"
+                     " echo=NULL",
+    [S_ECHO_PUT] = "INSERT INTO ledger(sid,key,hash,seen,echo) VALUES(?1,?2,0,0,?3)"
+                   " ON CONFLICT(sid,key) DO UPDATE SET hash=0, echo=excluded.echo",
+    [S_ECHO_GET] = "SELECT echo FROM ledger WHERE sid=?1 AND key=?2 AND hash=0",
     [S_LEDGER_SEEN] = "UPDATE ledger SET seen=?3 WHERE sid=?1 AND key=?2",
     [S_LEDGER_DEL] = "DELETE FROM ledger WHERE sid=?1 AND key=?2",
     [S_DEFERRED_PUT] = "INSERT INTO deferred(sid,key,reason,record,first_seen,last_try)"
@@ -579,6 +588,38 @@ int etl_state_ledger_unseen(etl_state_t *st, int64_t sid, int64_t seen, const ch
     int ok = rc == SQLITE_ROW || rc == SQLITE_DONE;
     sqlite3_finalize(s);
     return ok ? n : fail(st, "ledger scan");
+}
+
+int etl_state_echo_put(etl_state_t *st, int64_t sid, const char *key, size_t klen,
+                       const char *cursor)
+{
+    sqlite3_stmt *s = stmt(st, S_ECHO_PUT);
+    if (!s)
+        return -1;
+    sqlite3_bind_int64(s, 1, sid);
+    sqlite3_bind_text(s, 2, key, (int)klen, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, cursor ? cursor : "", -1, SQLITE_STATIC);
+    return run_stmt(st, s, "ledger echo");
+}
+
+int etl_state_echo_get(etl_state_t *st, int64_t sid, const char *key, size_t klen, char **cursor)
+{
+    *cursor = NULL;
+    sqlite3_stmt *s = stmt(st, S_ECHO_GET);
+    if (!s)
+        return -1;
+    sqlite3_bind_int64(s, 1, sid);
+    sqlite3_bind_text(s, 2, key, (int)klen, SQLITE_STATIC);
+    int rc = sqlite3_step(s), found = 0;
+    if (rc == SQLITE_ROW) {
+        *cursor = col_dup(s, 0);
+        found = 1;
+    } else if (rc != SQLITE_DONE) {
+        fail(st, "ledger echo");
+        found = -1;
+    }
+    sqlite3_reset(s);
+    return found;
 }
 
 /* ------------------------------------------------------------ deferred */

@@ -30,7 +30,7 @@
 
 typedef struct etl_state etl_state_t;
 
-#define ETL_STATE_SCHEMA_VERSION 1
+#define ETL_STATE_SCHEMA_VERSION 2
 
 typedef struct etl_counts {
     int64_t read, created, updated, unchanged, deleted, deferred, failed;
@@ -101,6 +101,13 @@ int etl_state_ledger_seen(etl_state_t *st, int64_t sid, const char *key, size_t 
                           int64_t seen);
 int etl_state_ledger_del(etl_state_t *st, int64_t sid, const char *key, size_t klen);
 int64_t etl_state_ledger_count(etl_state_t *st, int64_t sid);
+/* Echo marks: the other direction just wrote `key` with this cursor text
+ * (hash 0 in the ledger). get: 1 with *cursor malloc'd when the key carries
+ * a mark, 0 when not, -1 on error. A ledger_put clears the mark. */
+int etl_state_echo_put(etl_state_t *st, int64_t sid, const char *key, size_t klen,
+                       const char *cursor);
+int etl_state_echo_get(etl_state_t *st, int64_t sid, const char *key, size_t klen, char **cursor);
+
 /* Keys not seen in run `seen` (full-scan delete detection), in key order,
  * after `after` (NULL: from the start), at most `limit`: calls cb for each.
  * Returns how many, or -1. Runs on the store's own connection. */

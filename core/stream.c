@@ -21,6 +21,13 @@
 static const char *renamed(const etl_srt_t *s, const char *col)
 {
     const etl_stream_cfg_t *c = s->cfg;
+    if (s->ident && s->idcfg) {
+        /* the identity key travels as sink_key at the sink: end */
+        if (s->dir == ETL_DIR_FORWARD && strcmp(col, s->idcfg->key) == 0)
+            return s->idcfg->sink_key;
+        if (s->dir == ETL_DIR_REVERSE && strcmp(col, s->idcfg->sink_key) == 0)
+            return s->idcfg->key;
+    }
     for (size_t i = 0; i < c->nrename; i++) {
         if (s->dir == ETL_DIR_FORWARD && strcmp(c->rename[i].name, col) == 0)
             return c->rename[i].value;
@@ -103,8 +110,10 @@ static int build_out(etl_run_t *r, etl_srt_t *s)
                          c->name, name);
             return -1;
         }
-        int j = etl_schema_add(s->out, name, col->type, col->native,
-                               col->flags & ~(unsigned)ETL_COL_KEY);
+        unsigned flags = col->flags & ~(unsigned)ETL_COL_KEY;
+        if (s->ident && s->dir == ETL_DIR_REVERSE && strcmp(col->name, s->idcfg->sink_pk) == 0)
+            flags |= ETL_COL_HIDDEN; /* for the write-back of a new id, never written */
+        int j = etl_schema_add(s->out, name, col->type, col->native, flags);
         if (j < 0)
             return -1;
         s->map[j] = (int)i;
@@ -124,8 +133,11 @@ static int build_read(etl_run_t *r, etl_srt_t *s, etl_schema_t *found)
             continue;
         if (listed(&c->exclude, col->name) || listed(&c->exclude, renamed(s, col->name)))
             continue;
-        /* local_only columns belong to the sink side: never read from it */
-        if (s->dir == ETL_DIR_REVERSE && listed(&c->local_only, col->name))
+        /* local_only columns belong to the sink side: never read from it
+         * (the identity columns are the translation's own) */
+        int ident_col = s->ident && s->idcfg && (strcmp(col->name, s->idcfg->sink_key) == 0 ||
+                                                 strcmp(col->name, s->idcfg->sink_pk) == 0);
+        if (s->dir == ETL_DIR_REVERSE && listed(&c->local_only, col->name) && !ident_col)
             continue;
         if (s->dir == ETL_DIR_FORWARD && listed(&c->local_only, renamed(s, col->name)))
             continue;
@@ -164,14 +176,44 @@ int etl_stream_setup(etl_run_t *r, etl_srt_t *s)
             etl_schema_free(found);
             return -1;
         }
+        const etl_identity_cfg_t *id = &r->p->identity;
+        if (id->key) {
+            /* the stream takes part when its columns are there: the source's
+             * key going forward, the sink_key and sink_pk coming back */
+            s->idcfg = id;
+            s->ident = s->dir == ETL_DIR_FORWARD
+                           ? etl_schema_find(found, id->key) >= 0
+                           : etl_schema_find(found, id->sink_key) >= 0 &&
+                                 etl_schema_find(found, id->sink_pk) >= 0;
+        }
         if (build_read(r, s, found) != 0)
             goto nomem;
     }
     if (build_out(r, s) != 0)
         goto nomem;
+    s->ident_pk = -1;
+    if (s->ident) {
+        const char *k = s->dir == ETL_DIR_FORWARD ? s->idcfg->sink_key : s->idcfg->key;
+        s->ident_key = etl_schema_find(s->out, k);
+        if (s->dir == ETL_DIR_REVERSE)
+            s->ident_pk = etl_schema_find(s->out, s->idcfg->sink_pk);
+        s->ident_table = c->table ? c->table : c->name;
+        etl_end_t *pend = &r->ends[1];
+        if (etl_end_sink(r, pend, r->log) != 0 || !pend->lib->desc->sink->lookup ||
+            !pend->lib->desc->sink->assign) {
+            etl_srt_fail(s, "stream %s: identity needs the sink: plugin to look ids up%s%s",
+                         c->name, r->err[0] ? ": " : "", r->err);
+            goto fail;
+        }
+    }
 
-    /* key: the pipeline's, else the source's primary key */
-    if (c->key.n) {
+    /* key: the translated identity, the pipeline's, else the source's primary key */
+    if (s->ident && !c->key.n) {
+        if (s->ident_key < 0 || !(s->key = calloc(1, sizeof *s->key)))
+            goto nomem;
+        s->key[0] = s->ident_key;
+        s->nkey = 1;
+    } else if (c->key.n) {
         if (resolve_cols(s, &c->key, &s->key, &s->nkey, "key") != 0)
             goto fail;
     } else if (s->read) {
@@ -229,9 +271,13 @@ int etl_stream_setup(etl_run_t *r, etl_srt_t *s)
     s->skip = calloc(etl_schema_ncols(s->out) + 1, 1);
     if (!s->skip)
         goto nomem;
-    /* a cursor that moved while nothing else changed is not a change */
+    /* a cursor that moved while nothing else changed is not a change, and a
+     * hidden column is not content */
     if (s->cursor_out >= 0)
         s->skip[s->cursor_out] = 1;
+    for (size_t j = 0; j < etl_schema_ncols(s->out); j++)
+        if (etl_schema_col(s->out, j)->flags & ETL_COL_HIDDEN)
+            s->skip[j] = 1;
 
     /* fks */
     if (c->nfk && !(s->fk = calloc(c->nfk, sizeof *s->fk)))
@@ -246,6 +292,9 @@ int etl_stream_setup(etl_run_t *r, etl_srt_t *s)
         f->col = col;
         f->column = etl_schema_col(s->out, (size_t)col)->name;
         f->parent = c->fk[k].parent;
+        int pi = etl_pipeline_stream(r->p, f->parent);
+        const etl_stream_cfg_t *pc = pi >= 0 ? &r->p->streams[pi] : c;
+        f->parent_table = pc->table ? pc->table : pc->name;
         s->self_fk |= strcmp(f->parent, c->name) == 0;
         if (etl_state_stream_id(r->state, r->pkey, f->parent, s->dir_name, &f->parent_sid)) {
             etl_srt_fail(s, "%s", etl_state_error(r->state));
@@ -255,6 +304,23 @@ int etl_stream_setup(etl_run_t *r, etl_srt_t *s)
     if (etl_state_stream_id(r->state, r->pkey, c->name, s->dir_name, &s->sid)) {
         etl_srt_fail(s, "%s", etl_state_error(r->state));
         goto fail;
+    }
+    if (r->p->direction == ETL_DIR_BOTH &&
+        etl_state_stream_id(r->state, r->pkey, c->name,
+                            s->dir == ETL_DIR_FORWARD ? "reverse" : "forward", &s->sid_other)) {
+        etl_srt_fail(s, "%s", etl_state_error(r->state));
+        goto fail;
+    }
+    /* the rules name the pipeline's ends: coming back, the sink: end's rows
+     * are the incoming ones (and a tie goes to them) */
+    s->conflict = c->conflict;
+    if (s->dir == ETL_DIR_REVERSE) {
+        switch (c->conflict) {
+        case ETL_CONFLICT_NEWER: s->conflict = ETL_CONFLICT_NEWER_OR_EQUAL; break;
+        case ETL_CONFLICT_SOURCE: s->conflict = ETL_CONFLICT_SINK; break;
+        case ETL_CONFLICT_SINK: s->conflict = ETL_CONFLICT_SOURCE; break;
+        default: break;
+        }
     }
     if (s->dir == ETL_DIR_FORWARD && c->local_only.n) {
         s->keep = (const char **)c->local_only.items;
@@ -281,6 +347,7 @@ void etl_stream_free(etl_srt_t *s)
     free(s->fk);
     free(s->error);
     etl_spool_free(s->spool);
+    etl_keyset_free(s->resolved);
     etl_checkpoint_clear(&s->ckpt);
     memset(s, 0, sizeof *s);
 }
@@ -573,12 +640,13 @@ static int prepare_sink(etl_run_t *r, etl_srt_t *s)
         .table = s->table,
         .schema = s->out,
         .write = c->write,
-        .conflict = c->conflict,
+        .conflict = s->conflict,
         .cursor = s->cursor_out >= 0 ? etl_schema_col(s->out, (size_t)s->cursor_out)->name : NULL,
         .keep = s->keep,
         .nkeep = s->nkeep,
         .soft_delete = c->deletes == ETL_DELETES_SOFT ? c->deletes_column : NULL,
         .create = 1,
+        .assigned_pk = s->ident && s->dir == ETL_DIR_FORWARD ? s->idcfg->sink_pk : NULL,
     };
     e->sink_ctx->stream = c->name;
     e->sink_ctx->err[0] = '\0';

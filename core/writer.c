@@ -16,12 +16,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "row.h"
 #include "runtime.h"
 
-enum { A_WRITE = 0, A_SKIP, A_UNCHANGED, A_DEFER, A_DELETE, A_FAIL };
+/* What becomes of each row of a batch. A_ECHO: the other direction wrote
+ * it (unchanged, but the ledger learns its hash); A_KEPT: a conflict kept
+ * the sink's row (unchanged, the ledger learns the incoming hash). */
+enum { A_WRITE = 0, A_SKIP, A_UNCHANGED, A_DEFER, A_DELETE, A_FAIL, A_ECHO, A_KEPT };
 enum { C_CREATED = 0, C_UPDATED, C_UNCHANGED };
 
 #define MAX_SINK_RETRIES 5
@@ -39,7 +43,7 @@ struct etl_writer {
     size_t *koff;
     uint32_t *klen;
     uint64_t *hash;
-    uint8_t *act, *cls;
+    uint8_t *act, *cls, *noecho;
     const char **reason;
     uint32_t *table; /* in-batch key index: row + 1, 0 = empty */
     size_t tcap;
@@ -161,6 +165,7 @@ void etl_writer_free(etl_writer_t *w)
     free(w->hash);
     free(w->act);
     free(w->cls);
+    free(w->noecho);
     free(w->reason);
     free(w->table);
     free(w->wvals);
@@ -193,6 +198,7 @@ static int reserve(etl_writer_t *w, size_t n)
     GROW(w->hash, cap);
     GROW(w->act, cap);
     GROW(w->cls, cap);
+    GROW(w->noecho, cap);
     GROW(w->reason, cap);
     GROW(w->wvals, cap * nc);
     GROW(w->wout, cap);
@@ -313,6 +319,315 @@ static int key_row(etl_writer_t *w, const char *key, size_t klen, etl_value_t *o
     return 0;
 }
 
+
+/* ------------------------------------------------------------ identity */
+
+/* A random (version 4) UUID in the arena. */
+static const char *new_uuid(etl_writer_t *w)
+{
+    unsigned char b[16];
+    size_t got = 0;
+    while (got < sizeof b) {
+        ssize_t n = getrandom(b + got, sizeof b - got, 0);
+        if (n <= 0)
+            return NULL;
+        got += (size_t)n;
+    }
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    char t[37];
+    snprintf(t, sizeof t,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+             b[15]);
+    return etl_arena_dup(&w->arena, t, 36);
+}
+
+/*
+ * Identity translation of a batch, before keys are computed. Coming back
+ * (reverse), a row born at the sink: end without a sink_key gets a new UUID,
+ * written back there first (so a crash cannot lose it). Then every fk value
+ * is translated through the parent's table at the sink: end (sink_key <->
+ * sink_pk); a row whose parent is not there yet is deferred untouched.
+ */
+static int translate(etl_writer_t *w, etl_batch_t *b)
+{
+    etl_srt_t *s = w->s;
+    etl_run_t *r = w->r;
+    etl_end_t *pend = &r->ends[1];
+    const etl_sink_ops_t *ops = pend->lib->desc->sink;
+    const etl_identity_cfg_t *id = s->idcfg;
+    size_t n = b->nrows, nc = w->ncols;
+    int fwd = s->dir == ETL_DIR_FORWARD;
+    if (!fwd && s->ident_pk >= 0) {
+        for (size_t i = 0; i < n; i++) {
+            etl_value_t *row = b->values + i * nc;
+            if (b->op[i] != ETL_OP_UPSERT || row[s->ident_key].type != ETL_T_NULL)
+                continue;
+            const char *u = new_uuid(w);
+            if (!u) {
+                etl_srt_fail(s, "cannot make a new id: %s", strerror(errno));
+                return -1;
+            }
+            etl_value_t v = etl_text(u, 36);
+            pend->sink_ctx->err[0] = '\0';
+            if (ops->assign(pend->sink, pend->sink_ctx, s->ident_table, id->sink_pk,
+                            &row[s->ident_pk], id->sink_key, &v) != ETL_OK) {
+                etl_srt_fail(s, "writing the new id of %s back: %s", s->ident_table,
+                             pend->sink_ctx->err);
+                return -1;
+            }
+            row[s->ident_key] = v;
+        }
+    }
+    etl_value_t *in = calloc(n + 1, sizeof *in), *out = calloc(n + 1, sizeof *out);
+    etl_value_t *done = calloc(n * s->nfk + 1, sizeof *done);
+    int rc = 0;
+    if (!in || !out || !done) {
+        etl_srt_fail(s, "out of memory");
+        rc = -1;
+        goto end;
+    }
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < s->nfk; k++)
+            done[i * s->nfk + k] = b->values[i * nc + (size_t)s->fk[k].col];
+    for (size_t k = 0; k < s->nfk; k++) {
+        const etl_fk_rt_t *f = &s->fk[k];
+        int pi = etl_pipeline_stream(r->p, f->parent);
+        if (pi < 0 || !r->srt[(size_t)pi * 2 + !fwd].ident)
+            continue; /* the parent keeps its own ids: nothing to translate */
+        for (size_t i = 0; i < n; i++)
+            in[i] = w->act[i] == A_WRITE ? b->values[i * nc + (size_t)f->col] : etl_null();
+        pend->sink_ctx->err[0] = '\0';
+        if (ops->lookup(pend->sink, pend->sink_ctx, f->parent_table,
+                        fwd ? id->sink_key : id->sink_pk, fwd ? id->sink_pk : id->sink_key, in,
+                        n, out) != ETL_OK) {
+            etl_srt_fail(s, "looking up %s in %s: %s", f->column, f->parent_table,
+                         pend->sink_ctx->err);
+            rc = -1;
+            goto end;
+        }
+        for (size_t i = 0; i < n; i++) {
+            done[i * s->nfk + k] = in[i];
+            if (in[i].type == ETL_T_NULL || w->act[i] != A_WRITE)
+                continue;
+            if (out[i].type == ETL_T_NULL) {
+                char tmp[64];
+                const char *t;
+                size_t l = etl_value_text(&in[i], tmp, sizeof tmp, &t);
+                etl_buf_reset(&w->tmp);
+                etl_buf_printf(&w->tmp, "%s->%s[%.*s]", f->column, f->parent, (int)l, t);
+                w->act[i] = A_DEFER;
+                w->reason[i] = adup(w, w->tmp.data);
+            } else if (etl_arena_value(&w->arena, &done[i * s->nfk + k], &out[i]) != 0) {
+                etl_srt_fail(s, "out of memory");
+                rc = -1;
+                goto end;
+            }
+        }
+    }
+    /* all parents found: the row takes the translated values */
+    for (size_t i = 0; i < n; i++) {
+        if (w->act[i] != A_WRITE)
+            continue;
+        for (size_t k = 0; k < s->nfk; k++)
+            b->values[i * nc + (size_t)s->fk[k].col] = done[i * s->nfk + k];
+    }
+end:
+    free(in);
+    free(out);
+    free(done);
+    return rc;
+}
+
+/* Whether a cursor read back equals the one an echo mark remembers:
+ * as instants when both are times (the two ends spell them differently). */
+static int same_cursor(const etl_value_t *v, const char *mark)
+{
+    char tmp[64];
+    const char *t;
+    size_t n = etl_value_text(v, tmp, sizeof tmp, &t);
+    int64_t a, b;
+    if (v->type == ETL_T_TIMESTAMP)
+        a = v->v.i;
+    else if (etl_ts_parse(t, n, &a) != 0)
+        return strlen(mark) == n && memcmp(mark, t, n) == 0;
+    return etl_ts_parse(mark, strlen(mark), &b) == 0 && a == b;
+}
+
+/* ------------------------------------------------------------ conflict: lua */
+
+/* The keys resolve() rewrote going forward in this run: coming back they
+ * are written as they are, not resolved a second time. */
+typedef struct etl_keyset {
+    char **slot;
+    size_t cap, n;
+} etl_keyset_t;
+
+static int keyset_has(const etl_keyset_t *k, const char *key, size_t len)
+{
+    if (!k || !k->cap)
+        return 0;
+    size_t i = (size_t)etl_hash_bytes(key, len, 3) & (k->cap - 1);
+    for (; k->slot[i]; i = (i + 1) & (k->cap - 1))
+        if (strlen(k->slot[i]) == len && memcmp(k->slot[i], key, len) == 0)
+            return 1;
+    return 0;
+}
+
+static int keyset_add(etl_keyset_t *k, const char *key, size_t len)
+{
+    if (keyset_has(k, key, len))
+        return 0;
+    if ((k->n + 1) * 2 > k->cap) {
+        etl_keyset_t g = {calloc(k->cap ? k->cap * 2 : 64, sizeof(char *)), k->cap ? k->cap * 2 : 64,
+                          0};
+        if (!g.slot)
+            return -1;
+        for (size_t i = 0; i < k->cap; i++) {
+            if (!k->slot[i])
+                continue;
+            size_t j = (size_t)etl_hash_bytes(k->slot[i], strlen(k->slot[i]), 3) & (g.cap - 1);
+            while (g.slot[j])
+                j = (j + 1) & (g.cap - 1);
+            g.slot[j] = k->slot[i];
+            g.n++;
+        }
+        free(k->slot);
+        *k = g;
+    }
+    size_t i = (size_t)etl_hash_bytes(key, len, 3) & (k->cap - 1);
+    while (k->slot[i])
+        i = (i + 1) & (k->cap - 1);
+    if (!(k->slot[i] = etl_strndup(key, len)))
+        return -1;
+    k->n++;
+    return 0;
+}
+
+void etl_keyset_free(etl_keyset_t *k)
+{
+    if (!k)
+        return;
+    for (size_t i = 0; i < k->cap; i++)
+        free(k->slot[i]);
+    free(k->slot);
+    free(k);
+}
+
+typedef struct resolve_io {
+    etl_writer_t *w;
+    etl_batch_t *b;
+    size_t row;
+} resolve_io_t;
+
+static int resolve_out(void *arg, const char *stream, const etl_value_t *row)
+{
+    resolve_io_t *io = arg;
+    if (stream)
+        return -1;
+    size_t nc = io->w->ncols;
+    etl_value_t *dst = io->b->values + io->row * nc;
+    for (size_t c = 0; c < nc; c++)
+        if (etl_arena_value(&io->b->arena, &dst[c], &row[c]) != 0)
+            return -1;
+    return 0;
+}
+
+static const etl_schema_t *resolve_schema(void *arg, const char *stream)
+{
+    resolve_io_t *io = arg;
+    return stream ? NULL : io->w->s->out;
+}
+
+/* conflict: lua: the sink's rows for the batch's keys, and resolve() for
+ * each row that meets one. */
+static int resolve_conflicts(etl_writer_t *w, etl_batch_t *b)
+{
+    etl_srt_t *s = w->s;
+    etl_run_t *r = w->r;
+    size_t n = b->nrows, nc = w->ncols, nk = s->nkey, m = 0;
+    if (!w->ops->fetch) {
+        etl_srt_fail(s, "conflict: lua needs plugin %s to fetch rows", w->end->lib->desc->name);
+        return -1;
+    }
+    etl_value_t *keys = calloc(n * nk + 1, sizeof *keys), *have = calloc(n * nc + 1, sizeof *have);
+    size_t *which = calloc(n + 1, sizeof *which);
+    unsigned char *found = calloc(n + 1, 1);
+    etl_outcome_t *oc = calloc(n + 1, sizeof *oc);
+    int rc = 0;
+    if (!keys || !have || !which || !found || !oc) {
+        etl_srt_fail(s, "out of memory");
+        rc = -1;
+        goto end;
+    }
+    etl_srt_t *fwd = &r->srt[s->index * 2];
+    for (size_t i = 0; i < n; i++) {
+        if (w->act[i] != A_WRITE || w->cls[i] == C_CREATED)
+            continue;
+        if (s->dir == ETL_DIR_REVERSE && keyset_has(fwd->resolved, key_of(w, i), w->klen[i]))
+            continue; /* resolved going forward: this is that row coming back */
+        for (size_t k = 0; k < nk; k++)
+            keys[m * nk + k] = b->values[i * nc + (size_t)s->key[k]];
+        which[m++] = i;
+    }
+    if (!m)
+        goto end;
+    etl_logf(r->log, ETL_LOG_DEBUG, "run", s->cfg->name, "conflict: lua: %zu row(s) to check", m);
+    etl_rows_t kr = {s->keys, m, keys, oc, NULL};
+    w->end->sink_ctx->err[0] = '\0';
+    if (w->ops->fetch(w->end->sink, w->end->sink_ctx, s->sink_stream, &kr, have, found) !=
+        ETL_OK) {
+        etl_srt_fail(s, "fetching rows for conflict: lua: %s", w->end->sink_ctx->err);
+        rc = -1;
+        goto end;
+    }
+    for (size_t j = 0; j < m; j++) {
+        if (!found[j])
+            continue;
+        size_t i = which[j];
+        resolve_io_t io = {w, b, i};
+        etl_lua_io_t lio = {resolve_out, resolve_schema, &io};
+        int keep = 0;
+        etl_buf_reset(&w->tmp);
+        /* the incoming row is copied: resolve may replace it in place */
+        etl_value_t *incoming = etl_arena_alloc(&w->arena, nc * sizeof *incoming);
+        if (!incoming) {
+            etl_srt_fail(s, "out of memory");
+            rc = -1;
+            goto end;
+        }
+        memcpy(incoming, b->values + i * nc, nc * sizeof *incoming);
+        if (etl_lua_resolve(r->lua_w, s->rs, s->cfg->name, s->out, incoming, have + j * nc, &lio,
+                            &keep, &w->tmp) != 0) {
+            w->act[i] = A_FAIL;
+            w->reason[i] = adup(w, w->tmp.data ? w->tmp.data : "resolve failed");
+        } else if (keep) {
+            w->act[i] = A_KEPT;
+        } else if (s->dir == ETL_DIR_FORWARD && s->sid_other) {
+            /* the resolved row must reach the other end too: no echo mark */
+            w->noecho[i] = 1;
+            if (!fwd->resolved && !(fwd->resolved = calloc(1, sizeof *fwd->resolved))) {
+                etl_srt_fail(s, "out of memory");
+                rc = -1;
+                goto end;
+            }
+            if (keyset_add(fwd->resolved, key_of(w, i), w->klen[i]) != 0) {
+                etl_srt_fail(s, "out of memory");
+                rc = -1;
+                goto end;
+            }
+        }
+    }
+end:
+    free(keys);
+    free(have);
+    free(which);
+    free(found);
+    free(oc);
+    return rc;
+}
+
 /* ------------------------------------------------------------ sink calls */
 
 static void sleep_ms(int64_t ms)
@@ -346,7 +661,7 @@ static void outcome_counts(etl_writer_t *w, const etl_counts_t *base, etl_counts
     for (size_t k = 0; k < w->nd; k++) {
         if (w->dout[k] == ETL_OUT_FAILED)
             out->failed++;
-        else
+        else if (w->dout[k] == ETL_OUT_DELETED)
             out->deleted++;
     }
 }
@@ -477,6 +792,20 @@ static int state_writes(etl_writer_t *w, etl_batch_t *b, const etl_counts_t *del
             return -1;
         if (w->deferred_live && etl_state_deferred_del(st, s->sid, key, w->klen[i]))
             return -1;
+        /* direction: both: what was written here must not come back as a change */
+        if (s->sid_other && !w->noecho[i] &&
+            (w->wout[k] == ETL_OUT_CREATED || w->wout[k] == ETL_OUT_UPDATED)) {
+            char tmp[64];
+            const char *t = "";
+            size_t l = 0;
+            if (s->cursor_out >= 0)
+                l = etl_value_text(&b->values[i * nc + (size_t)s->cursor_out], tmp, sizeof tmp, &t);
+            etl_buf_reset(&w->tmp);
+            etl_buf_add(&w->tmp, t, l);
+            if (etl_state_echo_put(st, s->sid_other, key, w->klen[i],
+                                   w->tmp.data ? w->tmp.data : ""))
+                return -1;
+        }
     }
     for (size_t k = 0; k < w->nd; k++) {
         size_t i = w->didx[k];
@@ -490,6 +819,11 @@ static int state_writes(etl_writer_t *w, etl_batch_t *b, const etl_counts_t *del
     for (size_t i = 0; i < b->nrows; i++) {
         const char *key = key_of(w, i);
         switch (w->act[i]) {
+        case A_ECHO:
+        case A_KEPT:
+            if (etl_state_ledger_put(st, s->sid, key, w->klen[i], w->hash[i], r->run_id))
+                return -1;
+            /* fall through */
         case A_UNCHANGED:
             if (s->detect_deletes && etl_state_ledger_seen(st, s->sid, key, w->klen[i], r->run_id))
                 return -1;
@@ -551,18 +885,25 @@ int etl_writer_batch(etl_writer_t *w, etl_batch_t *b, int retry_deferred)
     memset(w->table, 0, w->tcap * sizeof *w->table);
     int keyed = s->nkey > 0;
 
+    for (size_t i = 0; i < n; i++) {
+        w->act[i] = b->op[i] == ETL_OP_DELETE ? A_DELETE : A_WRITE;
+        w->cls[i] = C_CREATED;
+        w->noecho[i] = 0;
+        w->reason[i] = NULL;
+    }
+    /* 0. identity translation */
+    if (s->ident && translate(w, b) != 0)
+        return -1;
+
     /* 1. keys, hashes, in-batch dedup */
     for (size_t i = 0; i < n; i++) {
         const etl_value_t *row = b->values + i * nc;
-        w->act[i] = A_WRITE;
-        w->cls[i] = C_CREATED;
-        w->reason[i] = NULL;
         w->koff[i] = w->keys.len;
         if (keyed && etl_row_key(&w->keys, row, s->key, s->nkey) != 0) {
             if (s->nfb) {
                 etl_buf_addc(&w->keys, '~'); /* fallback keys never meet primary ones */
                 etl_row_key(&w->keys, row, s->fb, s->nfb);
-            } else {
+            } else if (w->act[i] == A_WRITE || w->act[i] == A_DELETE) {
                 w->act[i] = A_FAIL;
                 etl_buf_reset(&w->tmp);
                 etl_buf_printf(&w->tmp, "stream %s: record has a NULL key (%s)", s->cfg->name,
@@ -573,8 +914,10 @@ int etl_writer_batch(etl_writer_t *w, etl_batch_t *b, int retry_deferred)
         w->klen[i] = (uint32_t)(w->keys.len - w->koff[i]);
         etl_buf_addc(&w->keys, '\0');
         w->hash[i] = etl_row_hash(row, nc, s->skip);
-        if (b->op[i] == ETL_OP_DELETE)
-            w->act[i] = s->cfg->deletes == ETL_DELETES_IGNORE || !keyed ? A_SKIP : A_DELETE;
+        if (!w->hash[i])
+            w->hash[i] = 1; /* 0 marks an echo in the ledger */
+        if (w->act[i] == A_DELETE && (s->cfg->deletes == ETL_DELETES_IGNORE || !keyed))
+            w->act[i] = A_SKIP;
     }
     if (w->keys.oom) {
         etl_srt_fail(s, "out of memory");
@@ -595,7 +938,7 @@ int etl_writer_batch(etl_writer_t *w, etl_batch_t *b, int retry_deferred)
         if (w->act[i] != A_WRITE)
             continue;
         const etl_value_t *row = b->values + i * nc;
-        if (s->nfk && check_fks(w, i, row) != 0)
+        if (s->nfk && !s->ident && check_fks(w, i, row) != 0)
             return -1;
         if (w->act[i] != A_WRITE || !keyed)
             continue;
@@ -605,10 +948,26 @@ int etl_writer_batch(etl_writer_t *w, etl_batch_t *b, int retry_deferred)
             etl_srt_fail(s, "%s", etl_state_error(r->state));
             return -1;
         }
+        if (found && h == 0) {
+            /* an echo mark: unchanged if this is what the other direction wrote */
+            char *mark = NULL;
+            if (etl_state_echo_get(r->state, s->sid, key_of(w, i), w->klen[i], &mark) < 0) {
+                etl_srt_fail(s, "%s", etl_state_error(r->state));
+                return -1;
+            }
+            int echo = mark && (s->cursor_out < 0 || same_cursor(&row[s->cursor_out], mark));
+            free(mark);
+            w->cls[i] = echo ? C_UNCHANGED : C_UPDATED;
+            if (echo && s->cfg->write != ETL_WRITE_REPLACE)
+                w->act[i] = A_ECHO;
+            continue;
+        }
         w->cls[i] = !found ? C_CREATED : h == w->hash[i] ? C_UNCHANGED : C_UPDATED;
         if (w->cls[i] == C_UNCHANGED && s->cfg->write != ETL_WRITE_REPLACE)
             w->act[i] = A_UNCHANGED;
     }
+    if (s->rs && keyed && resolve_conflicts(w, b) != 0)
+        return -1;
 
     /* 3. the rows for the sink */
     w->nw = w->nd = 0;
@@ -633,7 +992,9 @@ int etl_writer_batch(etl_writer_t *w, etl_batch_t *b, int retry_deferred)
     etl_counts_t base = delta;
     for (size_t i = 0; i < n; i++) {
         switch (w->act[i]) {
-        case A_UNCHANGED: base.unchanged++; break;
+        case A_UNCHANGED:
+        case A_ECHO:
+        case A_KEPT: base.unchanged++; break;
         case A_DEFER: base.deferred++; break;
         case A_FAIL: base.failed++; break;
         default: break;

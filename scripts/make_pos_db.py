@@ -38,7 +38,8 @@ CREATE TABLE orders (
   shift_id TEXT REFERENCES shifts(id), receipt_number TEXT NOT NULL, customer_name TEXT,
   total_amount NUMERIC(10,2) NOT NULL, discount_amount NUMERIC(10,2) DEFAULT 0,
   discount_percentage NUMERIC(5,2) DEFAULT 0, delivery_cost NUMERIC(10,2) DEFAULT 0,
-  status TEXT NOT NULL, created_at TIMESTAMP NOT NULL, updated_at TIMESTAMP NOT NULL);
+  status TEXT NOT NULL, created_at TIMESTAMP NOT NULL, updated_at TIMESTAMP NOT NULL,
+  deleted_at TIMESTAMP);
 CREATE TABLE order_items (
   id TEXT PRIMARY KEY, order_id TEXT NOT NULL REFERENCES orders(id),
   product_id TEXT NOT NULL REFERENCES products(id), product_barcode TEXT,
@@ -109,13 +110,24 @@ def build(path, orders, seed):
             q = rng.randrange(1, 4)
             items.append((uid(rng), oid, p[0], p[3], q, p[10], round(q * p[10], 2), created))
             total += q * p[10]
-        db.execute("INSERT INTO orders VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        db.execute("INSERT INTO orders VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                    (oid, rng.choice(stores)[0], shift[0], f"R{i:06d}", rng.choice([None, "Ann", "Bo"]),
-                    round(total, 2), 0, 0, 0, "completed", created, created))
+                    round(total, 2), 0, 0, 0, "completed", created, created, None))
         db.executemany("INSERT INTO order_items VALUES (?,?,?,?,?,?,?,?)", items)
         db.execute("INSERT INTO payments VALUES (?,?,?,?,?,?)",
                    (uid(rng), oid, round(total, 2), rng.choice(METHODS), created, created))
     db.commit()
+    db.close()
+
+
+def terminal(path):
+    """An empty terminal database with the schema of pipelines/sample/terminal.sql."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "..", "pipelines", "sample", "terminal.sql")) as f:
+        sql = f.read()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    db = sqlite3.connect(path)
+    db.executescript(sql)
     db.close()
 
 
@@ -125,7 +137,11 @@ def main():
     ap.add_argument("--orders", type=int, default=500)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--if-missing", action="store_true", help="keep an existing database")
+    ap.add_argument("--terminal", help="also create an empty terminal database here")
     a = ap.parse_args()
+    if a.terminal and not (a.if_missing and os.path.exists(a.terminal)):
+        terminal(a.terminal)
+        print(f"empty terminal database: {a.terminal}")
     if a.if_missing and os.path.exists(a.out):
         return
     build(a.out, a.orders, a.seed)

@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 bash scripts/build.sh
-python3 scripts/make_pos_db.py --out pipelines/var/office.db --if-missing
+python3 scripts/make_pos_db.py --out pipelines/var/office.db --terminal pipelines/var/terminal.db --if-missing
 ./build/etl run pipelines/pos.yaml

@@ -7,7 +7,9 @@
  * built against another ABI is refused with a message instead of a crash.
  *
  * The ABI only grows at the end of structs: new members are appended and the
- * loader reads them only when struct_size says the plugin has them.
+ * loader reads them only when struct_size says the plugin has them. Until
+ * etl 1.0 the operation tables may still grow within ABI 1: rebuild plugins
+ * against the headers of the etl that loads them.
  *
  * Ownership: the core owns every value, row set and schema it passes in; a
  * plugin borrows them for the duration of the call. A plugin owns what it
@@ -178,7 +180,8 @@ typedef enum etl_conflict {
     ETL_CONFLICT_SOURCE = 0, /* the incoming row wins */
     ETL_CONFLICT_NEWER,      /* incoming wins when its cursor is strictly greater */
     ETL_CONFLICT_SINK,       /* an existing row is never overwritten */
-    ETL_CONFLICT_LUA         /* decided by the core before write() */
+    ETL_CONFLICT_LUA,        /* decided by the core before write() */
+    ETL_CONFLICT_NEWER_OR_EQUAL /* incoming wins unless its cursor is older (a tie goes to it) */
 } etl_conflict_t;
 
 typedef struct etl_sink_stream {
@@ -192,6 +195,11 @@ typedef struct etl_sink_stream {
     size_t nkeep;
     const char *soft_delete;    /* column set to now by delete(), or NULL: delete rows */
     int create;                 /* create the table when missing */
+    /* The sink's own primary key when the pipeline translates identities
+     * (identity: sink_pk), e.g. "local_id": never written, assigned by the
+     * sink; a created table gets it as an auto-assigned primary key and a
+     * unique key on the schema's key columns. NULL otherwise. */
+    const char *assigned_pk;
 } etl_sink_stream_t;
 
 typedef struct etl_sink_ops {
@@ -215,6 +223,23 @@ typedef struct etl_sink_ops {
      * commit the state store in the same transaction when both are one
      * database: *kind is "sqlite3" (a sqlite3 *) or "libpq" (a PGconn *). */
     void *(*native)(void *self, const char **kind, const char **location);
+    /* Optional (identity translation): for each of the n values in `in` of
+     * column `by` of `table`, the value of column `want` in the row holding
+     * it, or NULL when no row does. out's strings stay valid until the next
+     * call on this instance. */
+    etl_status_t (*lookup)(void *self, etl_ctx_t *ctx, const char *table, const char *by,
+                           const char *want, const etl_value_t *in, size_t n, etl_value_t *out);
+    /* Optional (identity translation): sets column `col` to `value` in the
+     * row of `table` whose `by` equals `by_value`, committed at once. */
+    etl_status_t (*assign)(void *self, etl_ctx_t *ctx, const char *table, const char *by,
+                           const etl_value_t *by_value, const char *col,
+                           const etl_value_t *value);
+    /* Optional (conflict: lua): the rows the sink holds for these keys
+     * (keys->schema: the key columns), as rows of the stream's schema in
+     * out (keys->nrows x ncols; strings valid until the next call) with
+     * found[i] set when row i exists. */
+    etl_status_t (*fetch)(void *self, etl_ctx_t *ctx, void *stream, const etl_rows_t *keys,
+                          etl_value_t *out, unsigned char *found);
 } etl_sink_ops_t;
 
 /* ------------------------------------------------------------ descriptor */

@@ -75,6 +75,8 @@ void lite_close(lite_t *l)
     if (!l)
         return;
     sqlite3_close_v2(l->db);
+    keep_clear(&l->keep);
+    free(l->keep.v);
     free(l->path);
     free(l);
 }

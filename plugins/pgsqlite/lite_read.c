@@ -77,6 +77,31 @@ static void bind_since(lite_t *l, sqlite3_stmt *q, const etl_read_t *req)
     }
 }
 
+etl_value_t lite_column(keep_t *k, sqlite3_stmt *q, int c, etl_type_t declared)
+{
+    switch (sqlite3_column_type(q, c)) {
+    case SQLITE_INTEGER:
+        return declared == ETL_T_BOOL ? etl_bool(sqlite3_column_int64(q, c) != 0)
+                                      : etl_int(sqlite3_column_int64(q, c));
+    case SQLITE_FLOAT:
+        return etl_double(sqlite3_column_double(q, c));
+    case SQLITE_TEXT: {
+        const char *t = (const char *)sqlite3_column_text(q, c);
+        size_t len = (size_t)sqlite3_column_bytes(q, c);
+        /* text keeps its stored form: a timestamp column's text is copied as is */
+        etl_type_t ty = declared == ETL_T_JSON || declared == ETL_T_NUMERIC ? declared : ETL_T_TEXT;
+        return etl_str(ty, k ? keep_dup(k, t, len) : t, len);
+    }
+    case SQLITE_BLOB: {
+        const char *b = sqlite3_column_blob(q, c);
+        size_t len = (size_t)sqlite3_column_bytes(q, c);
+        return etl_str(ETL_T_BLOB, k ? keep_dup(k, b ? b : "", len) : b, len);
+    }
+    default:
+        return etl_null();
+    }
+}
+
 etl_status_t lite_read(lite_t *l, etl_ctx_t *ctx, const etl_read_t *req, etl_emitter_t *em)
 {
     const etl_schema_t *sc = req->schema;
@@ -127,33 +152,8 @@ etl_status_t lite_read(lite_t *l, etl_ctx_t *ctx, const etl_read_t *req, etl_emi
     int rc;
     uint64_t count = 0;
     while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-        for (size_t i = 0; i < n; i++) {
-            int c = (int)i;
-            switch (sqlite3_column_type(q, c)) {
-            case SQLITE_INTEGER:
-                row[i] = declared[i] == ETL_T_BOOL ? etl_bool(sqlite3_column_int64(q, c) != 0)
-                                                   : etl_int(sqlite3_column_int64(q, c));
-                break;
-            case SQLITE_FLOAT:
-                row[i] = etl_double(sqlite3_column_double(q, c));
-                break;
-            case SQLITE_TEXT: {
-                const char *t = (const char *)sqlite3_column_text(q, c);
-                size_t len = (size_t)sqlite3_column_bytes(q, c);
-                etl_type_t ty = declared[i] == ETL_T_JSON || declared[i] == ETL_T_NUMERIC
-                                    ? declared[i]
-                                    : ETL_T_TEXT;
-                row[i] = etl_str(ty, t, len);
-                break;
-            }
-            case SQLITE_BLOB:
-                row[i] = etl_str(ETL_T_BLOB, sqlite3_column_blob(q, c),
-                                 (size_t)sqlite3_column_bytes(q, c));
-                break;
-            default:
-                row[i] = etl_null();
-            }
-        }
+        for (size_t i = 0; i < n; i++)
+            row[i] = lite_column(NULL, q, (int)i, declared[i]);
         /* ordered by the cursor: every row before this one has a cursor <= its own */
         if (cursor >= 0 && ++count % CHECKPOINT_EVERY == 0 &&
             (st = etl_emit_checkpoint(em, &row[cursor])) != ETL_OK)

@@ -29,7 +29,11 @@ struct lite_stream {
     sqlite3_stmt *ins, *upd, *del;
     size_t nkeys;
     int soft;            /* deletes set a column instead of removing the row */
+    const etl_schema_t *schema; /* the core's, alive until finish() */
 };
+
+const etl_schema_t *lite_stream_schema(const lite_stream_t *s) { return s->schema; }
+const char *lite_stream_table(const lite_stream_t *s) { return s->target; }
 
 static int is_text_like(etl_type_t t)
 {
@@ -74,26 +78,36 @@ static void add_column_def(sqlbuf_t *b, const etl_column_t *c)
 }
 
 static etl_status_t create_table(lite_t *l, etl_ctx_t *ctx, const char *name,
-                                 const etl_schema_t *sc, int with_pk)
+                                 const etl_schema_t *sc, int with_pk, const char *assigned_pk)
 {
     sqlbuf_t b;
     sb_init(&b);
     sb_add(&b, "CREATE TABLE ");
     sb_ident(&b, name);
     sb_add(&b, " (");
-    size_t n = etl_schema_ncols(sc), nk = 0;
+    size_t n = etl_schema_ncols(sc), nk = 0, k = 0;
+    if (assigned_pk && etl_schema_find(sc, assigned_pk) < 0) {
+        /* the local row id SQLite assigns; the key stays unique beside it */
+        sb_ident(&b, assigned_pk);
+        sb_add(&b, " INTEGER PRIMARY KEY");
+        k++;
+        with_pk = 0;
+    }
     for (size_t i = 0; i < n; i++) {
-        if (i)
+        const etl_column_t *c = etl_schema_col(sc, i);
+        if (c->flags & ETL_COL_HIDDEN)
+            continue;
+        if (k++)
             sb_add(&b, ", ");
-        add_column_def(&b, etl_schema_col(sc, i));
-        nk += (etl_schema_col(sc, i)->flags & ETL_COL_KEY) != 0;
+        add_column_def(&b, c);
+        nk += (c->flags & ETL_COL_KEY) != 0;
     }
     if (nk && with_pk) {
         sb_add(&b, ", PRIMARY KEY (");
-        for (size_t i = 0, k = 0; i < n; i++) {
+        for (size_t i = 0, kk = 0; i < n; i++) {
             if (!(etl_schema_col(sc, i)->flags & ETL_COL_KEY))
                 continue;
-            if (k++)
+            if (kk++)
                 sb_add(&b, ", ");
             sb_ident(&b, etl_schema_col(sc, i)->name);
         }
@@ -195,7 +209,7 @@ static etl_status_t create_staging(lite_t *l, etl_ctx_t *ctx, lite_stream_t *s,
     etl_status_t st = exec(l, ctx, sb_str(&b), "drop staging table");
     sb_free(&b);
     if (st != ETL_OK || !exists)
-        return st != ETL_OK ? st : create_table(l, ctx, s->target, sc, 1);
+        return st != ETL_OK ? st : create_table(l, ctx, s->target, sc, 1, NULL);
     sqlite3_stmt *q;
     if (sqlite3_prepare_v2(l->db, "SELECT sql FROM sqlite_master WHERE type='table' AND name=?1",
                            -1, &q, NULL) != SQLITE_OK)
@@ -205,7 +219,7 @@ static etl_status_t create_staging(lite_t *l, etl_ctx_t *ctx, lite_stream_t *s,
     const char *paren = sql ? strchr(sql, '(') : NULL;
     if (!paren) {
         sqlite3_finalize(q);
-        return create_table(l, ctx, s->target, sc, 1);
+        return create_table(l, ctx, s->target, sc, 1, NULL);
     }
     sb_init(&b);
     sb_add(&b, "CREATE TABLE ");
@@ -325,13 +339,15 @@ static etl_status_t build_statements(lite_t *l, etl_ctx_t *ctx, lite_stream_t *s
     }
     sb_add(&b, ")");
     int cursor = spec->cursor ? etl_schema_find(sc, spec->cursor) : -1;
-    if (s->conflict == ETL_CONFLICT_NEWER && cursor >= 0 && s->use[cursor]) {
-        /* strictly newer wins; a tie keeps the row already here */
+    if ((s->conflict == ETL_CONFLICT_NEWER || s->conflict == ETL_CONFLICT_NEWER_OR_EQUAL) &&
+        cursor >= 0 && s->use[cursor]) {
+        /* newer wins; a tie keeps the row already here, or goes to the
+         * incoming one when it comes from the pipeline's sink: end */
         sb_add(&b, " AND (");
         sb_ident(&b, spec->cursor);
         sb_add(&b, " IS NULL OR ");
         sb_ident(&b, spec->cursor);
-        sb_printf(&b, " < ?%d)", cursor + 1);
+        sb_printf(&b, " %s ?%d)", s->conflict == ETL_CONFLICT_NEWER ? "<" : "<=", cursor + 1);
     }
     if (can_update && nset && ndiff && (st = prepare_stmt(l, ctx, &b, &s->upd)) != ETL_OK)
         goto done;
@@ -397,6 +413,7 @@ etl_status_t lite_prepare(lite_t *l, etl_ctx_t *ctx, const etl_sink_stream_t *sp
     s->ncols = etl_schema_ncols(sc);
     s->mode = spec->write;
     s->conflict = spec->conflict;
+    s->schema = sc;
     s->table = strdup(spec->table);
     s->target = spec->write == ETL_WRITE_REPLACE ? NULL : strdup(spec->table);
     if (spec->write == ETL_WRITE_REPLACE && asprintf(&s->target, "%s__etl_new", spec->table) < 0)
@@ -416,13 +433,13 @@ etl_status_t lite_prepare(lite_t *l, etl_ctx_t *ctx, const etl_sink_stream_t *sp
             goto fail;
         }
         if (spec->write != ETL_WRITE_REPLACE &&
-            (st = create_table(l, ctx, spec->table, sc, spec->write != ETL_WRITE_APPEND)) !=
-                ETL_OK)
+            (st = create_table(l, ctx, spec->table, sc, spec->write != ETL_WRITE_APPEND,
+                               spec->assigned_pk)) != ETL_OK)
             goto fail;
     } else {
         for (size_t i = 0; i < s->ncols; i++) {
             const etl_column_t *c = etl_schema_col(sc, i);
-            if (etl_schema_find(have, c->name) >= 0)
+            if (etl_schema_find(have, c->name) >= 0 || (c->flags & ETL_COL_HIDDEN))
                 continue;
             if (!create) {
                 etl_log(ctx, ETL_LOG_WARN, "table %s has no column %s: not written",
@@ -449,8 +466,9 @@ etl_status_t lite_prepare(lite_t *l, etl_ctx_t *ctx, const etl_sink_stream_t *sp
     for (size_t i = 0; i < s->ncols; i++) {
         const etl_column_t *c = etl_schema_col(sc, i);
         int h = etl_schema_find(have, c->name);
-        s->use[i] = !exists || (h >= 0 && !(etl_schema_col(have, (size_t)h)->flags &
-                                              ETL_COL_GENERATED));
+        s->use[i] = !(c->flags & ETL_COL_HIDDEN) &&
+                    (!exists || (h >= 0 && !(etl_schema_col(have, (size_t)h)->flags &
+                                             ETL_COL_GENERATED)));
         s->key[i] = (c->flags & ETL_COL_KEY) != 0;
         s->nkeys += s->key[i];
     }
@@ -523,7 +541,7 @@ void lite_rollback(lite_t *l, etl_ctx_t *ctx)
         sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
-static void bind_value(sqlite3_stmt *q, int idx, const etl_value_t *v)
+void lite_bind(sqlite3_stmt *q, int idx, const etl_value_t *v)
 {
     switch (v->type) {
     case ETL_T_NULL:
@@ -554,7 +572,7 @@ static void bind_row(lite_stream_t *s, sqlite3_stmt *q, const etl_value_t *row)
 {
     for (size_t i = 0; i < s->ncols; i++)
         if (s->use[i])
-            bind_value(q, (int)i + 1, &row[i]);
+            lite_bind(q, (int)i + 1, &row[i]);
 }
 
 /* A statement failed for one row: is it that row's fault, or the batch's? */
@@ -612,7 +630,7 @@ etl_status_t lite_remove(lite_t *l, etl_ctx_t *ctx, lite_stream_t *s, etl_rows_t
     for (size_t i = 0; i < keys->nrows; i++) {
         const etl_value_t *row = etl_rows_row(keys, i);
         for (size_t k = 0; k < nk; k++)
-            bind_value(s->del, (int)k + 1, &row[k]);
+            lite_bind(s->del, (int)k + 1, &row[k]);
         if (s->soft)
             sqlite3_bind_text(s->del, (int)nk + 1, now, -1, SQLITE_STATIC);
         int rc = sqlite3_step(s->del);

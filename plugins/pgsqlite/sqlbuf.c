@@ -77,3 +77,30 @@ void sb_ident(sqlbuf_t *b, const char *name)
 }
 
 const char *sb_str(const sqlbuf_t *b) { return b->s && !b->oom ? b->s : ""; }
+
+const char *keep_dup(keep_t *k, const char *s, size_t n)
+{
+    if (k->n == k->cap) {
+        size_t cap = k->cap ? k->cap * 2 : 64;
+        char **v = realloc(k->v, cap * sizeof *v);
+        if (!v)
+            return NULL;
+        k->v = v;
+        k->cap = cap;
+    }
+    char *p = malloc(n + 1);
+    if (!p)
+        return NULL;
+    if (n)
+        memcpy(p, s, n);
+    p[n] = '\0';
+    k->v[k->n++] = p;
+    return p;
+}
+
+void keep_clear(keep_t *k)
+{
+    for (size_t i = 0; i < k->n; i++)
+        free(k->v[i]);
+    k->n = 0;
+}

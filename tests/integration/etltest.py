@@ -116,3 +116,88 @@ class Workdir(unittest.TestCase):
     def status(self, pipeline, *extra):
         r = run("status", pipeline, "--json", *extra, check=0)
         return json.loads(r.out)
+
+
+# ---------------------------------------------------------------- POS comparison
+
+import datetime
+import decimal
+
+# child column -> parent table, per table of the POS sample
+POS_FKS = {
+    "terminals": {"store_id": "stores"},
+    "users": {"store_id": "stores"},
+    "shifts": {"terminal_id": "terminals", "user_id": "users"},
+    "products": {"store_id": "stores", "supplier_id": "suppliers"},
+    "orders": {"store_id": "stores", "shift_id": "shifts"},
+    "order_items": {"order_id": "orders", "product_id": "products"},
+    "payments": {"order_id": "orders"},
+}
+# terminal column -> office column
+POS_RENAMES = {"products": {"stock_quantity": "master_stock_quantity"}}
+TERMINAL_ONLY = {"local_id", "server_id", "sync_status", "sync_operation", "last_sync_at",
+                 "available_quantity"}
+
+
+def norm(v):
+    """One comparable form for values the two ends spell differently."""
+    if v is None:
+        return None
+    if isinstance(v, (int, float, decimal.Decimal)) and not isinstance(v, bool):
+        return decimal.Decimal(str(v)).normalize()
+    s = str(v)
+    if len(s) >= 19 and s[4] == "-" and s[7] == "-" and s[10] in " T" and s[13] == ":":
+        t = s.replace("T", " ").replace("Z", "+00:00")
+        if t.endswith("+00"):
+            t += ":00"
+        try:
+            d = datetime.datetime.fromisoformat(t)
+            if d.tzinfo is None:
+                d = d.replace(tzinfo=datetime.timezone.utc)
+            return d.astimezone(datetime.timezone.utc)
+        except ValueError:
+            return s
+    try:
+        if s.strip() and s.strip()[0] in "-0123456789" and "-" not in s[1:]:
+            return decimal.Decimal(s).normalize()
+    except decimal.InvalidOperation:
+        pass
+    return s
+
+
+def office_view(rows_by_table):
+    """{table: {id: {col: norm(value)}}} from {table: [dict rows]} of the office."""
+    out = {}
+    for t, rs in rows_by_table.items():
+        out[t] = {r["id"]: {k: norm(v) for k, v in r.items() if k not in ("id", "price_with_tax")}
+                  for r in rs}
+    return out
+
+
+def sqlite_dicts(db, table):
+    c = sqlite3.connect(db)
+    c.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in c.execute(f'SELECT * FROM "{table}"')]
+    finally:
+        c.close()
+
+
+def terminal_view(db, tables=POS_TABLES):
+    """The terminal's rows keyed by server id, fks resolved to server ids, renamed
+    like the office, terminal-only columns dropped."""
+    rows = {t: sqlite_dicts(db, t) for t in tables}
+    local_to_server = {t: {r["local_id"]: r["server_id"] for r in rs} for t, rs in rows.items()}
+    out = {}
+    for t, rs in rows.items():
+        out[t] = {}
+        for r in rs:
+            d = {}
+            for k, v in r.items():
+                if k in TERMINAL_ONLY:
+                    continue
+                if k in POS_FKS.get(t, {}) and v is not None:
+                    v = local_to_server[POS_FKS[t][k]].get(v, f"<dangling {v}>")
+                d[POS_RENAMES.get(t, {}).get(k, k)] = norm(v)
+            out[t][r["server_id"]] = d
+    return out

@@ -1,121 +1,145 @@
-"""End to end on SQLite: pipelines/pos.yaml copies the sample POS database into
-a replica; the replica equals the source row for row; a second run writes
-nothing; changes made between runs arrive exactly once; deletes are detected
-on full runs; status and reset tell the truth."""
+"""End to end on SQLite: pipelines/pos.yaml syncs the sample office database and
+a terminal database both ways. The two hold the same rows (foreign keys
+compared through the ids: the terminal keeps its own integer ids); a second
+run writes nothing; changes made on either side between runs arrive exactly
+once; deletes are detected on full runs; status and reset tell the truth."""
+import json
 import os
 import shutil
 import unittest
 
-from etltest import POS_TABLES, SOURCE, Workdir, execute, last_run_counts, query, rows, run
+from etltest import (POS_TABLES, SOURCE, Workdir, execute, last_run_counts, make_pos_db, office_view,
+                     query, run, sqlite_dicts, terminal_view)
 
 
 class PosPipeline(Workdir):
     def setUp(self):
         super().setUp()
         self.office = self.pos_db(orders=300)
+        self.terminal = self.path("var", "terminal.db")
+        make_pos_db.terminal(self.terminal)
         shutil.copy(os.path.join(SOURCE, "pipelines", "pos.yaml"), self.path("pos.yaml"))
         self.pipeline = self.path("pos.yaml")
-        self.terminal = self.path("var", "terminal.db")
         self.state = self.path(".etl", "pos.state.db")
 
-    def assert_replica_equal(self):
+    def assert_same(self):
+        office = office_view({t: sqlite_dicts(self.office, t) for t in POS_TABLES})
+        term = terminal_view(self.terminal)
         for t in POS_TABLES:
-            self.assertEqual(rows(self.office, t, "id"), rows(self.terminal, t, "id"), t)
+            self.assertEqual(office[t], term[t], t)
+
+    def counts(self):
+        return last_run_counts(self.state, "pos")
 
     def test_first_run_copies_everything_and_second_writes_nothing(self):
         r = run("run", self.pipeline, check=0)
         self.assertIn("pos run 1: ok", r.out)
-        self.assert_replica_equal()
-        counts = last_run_counts(self.state, "pos")
-        n_orders = query(self.office, "SELECT count(*) FROM orders")[0][0]
-        self.assertEqual(counts[("orders", "forward")]["created"], n_orders)
-        self.assertEqual(counts[("orders", "forward")]["status"], "ok")
+        self.assert_same()
+        c = self.counts()
+        self.assertEqual(c[("orders", "forward")]["created"], 300)
+        # what the forward pass wrote is not sent back
+        self.assertEqual(c[("orders", "reverse")]["created"], 0)
+        self.assertEqual(c[("orders", "reverse")]["updated"], 0)
+        # the terminal rows have their own ids and the office's in server_id
+        local = query(self.terminal, "SELECT min(local_id), max(local_id), count(server_id) FROM orders")
+        self.assertEqual(local, [(1, 300, 300)])
 
         run("run", self.pipeline, check=0)
-        counts = last_run_counts(self.state, "pos")
-        for t in POS_TABLES:
-            c = counts[(t, "forward")]
-            self.assertEqual((c["created"], c["updated"], c["failed"]), (0, 0, 0), t)
+        for (t, d), c in self.counts().items():
+            self.assertEqual((c["created"], c["updated"], c["failed"]), (0, 0, 0), (t, d))
             # the overlap re-reads the boundary rows: they count as unchanged
-            self.assertGreaterEqual(c["read"], 1, t)
-            self.assertEqual(c["unchanged"], c["read"], t)
-        self.assert_replica_equal()
+            self.assertEqual(c["unchanged"], c["read"], (t, d))
+        self.assert_same()
 
-    def test_changes_between_runs_arrive_exactly_once(self):
+    def test_changes_on_either_side_arrive_exactly_once(self):
         run("run", self.pipeline, check=0)
-        # an insert, an update and a changed child, all later than the checkpoint
-        store = query(self.office, "SELECT id FROM stores LIMIT 1")[0][0]
-        shift = query(self.office, "SELECT id FROM shifts LIMIT 1")[0][0]
-        execute(self.office, "INSERT INTO orders VALUES ('new-order', ?, ?, 'R999999', 'Zed',"
-                " 10.5, 0, 0, 0, 'completed', '2026-01-02 10:00:00', '2026-01-02 10:00:00')",
-                store, shift)
-        victim = query(self.office, "SELECT id FROM products ORDER BY id LIMIT 1")[0][0]
+        # the office: a new order with an item, a price change
+        store, shift = query(self.office, "SELECT store_id, shift_id FROM orders LIMIT 1")[0]
+        product = query(self.office, "SELECT id FROM products ORDER BY id LIMIT 1")[0][0]
+        execute(self.office, "INSERT INTO orders VALUES ('11111111-1111-4111-8111-111111111111',"
+                " ?, ?, 'R999999', 'Zed', 10.5, 0, 0, 0, 'completed', '2026-01-02 10:00:00',"
+                " '2026-01-02 10:00:00', NULL)", store, shift)
+        execute(self.office, "INSERT INTO order_items VALUES ('22222222-2222-4222-8222-222222222222',"
+                " '11111111-1111-4111-8111-111111111111', ?, NULL, 1, 10.5, 10.5,"
+                " '2026-01-02 10:00:00')", product)
         execute(self.office, "UPDATE products SET selling_price = 99.99, updated_at ="
-                " '2026-01-02 11:00:00' WHERE id = ?", victim)
+                " '2026-01-02 11:00:00' WHERE id = ?", product)
+        # the terminal: a new order born there (no server id yet) and a changed user
+        t_store, t_shift = query(self.terminal, "SELECT store_id, shift_id FROM orders LIMIT 1")[0]
+        execute(self.terminal, "INSERT INTO orders (store_id, shift_id, receipt_number, customer_name,"
+                " total_amount, discount_amount, discount_percentage, delivery_cost, status, created_at,"
+                " updated_at) VALUES (?, ?, 'T000001', 'Walk-in', '5.25', '0', '0', '0', 'completed',"
+                " '2026-01-03 09:00:00', '2026-01-03 09:00:00')", t_store, t_shift)
+        execute(self.terminal, "UPDATE users SET email = 'new@shop.example', updated_at ="
+                " '2026-01-03 09:30:00' WHERE local_id = 1")
         run("run", self.pipeline, check=0)
-        counts = last_run_counts(self.state, "pos")
-        self.assertEqual(counts[("orders", "forward")]["created"], 1)
-        self.assertEqual(counts[("orders", "forward")]["updated"], 0)
-        self.assertEqual(counts[("products", "forward")]["updated"], 1)
-        self.assertEqual(counts[("products", "forward")]["created"], 0)
-        self.assert_replica_equal()
-        # and a third run sees none of it again
+        c = self.counts()
+        self.assertEqual(c[("orders", "forward")]["created"], 1)
+        self.assertEqual(c[("order_items", "forward")]["created"], 1)
+        self.assertEqual(c[("products", "forward")]["updated"], 1)
+        self.assertEqual(c[("orders", "reverse")]["created"], 1)
+        self.assertEqual(c[("users", "reverse")]["updated"], 1)
+        for key in [("orders", "forward"), ("orders", "reverse"), ("users", "forward")]:
+            self.assertEqual(c[key]["updated"] + c[key]["created"],
+                             {("orders", "forward"): 1, ("orders", "reverse"): 1,
+                              ("users", "forward"): 0}[key], key)
+        # the terminal's new order got a server id, and the office has it under that id
+        sid = query(self.terminal, "SELECT server_id FROM orders WHERE receipt_number='T000001'")[0][0]
+        self.assertEqual(len(sid), 36)
+        self.assertEqual(query(self.office, "SELECT customer_name FROM orders WHERE id=?", sid),
+                         [("Walk-in",)])
+        self.assert_same()
         run("run", self.pipeline, check=0)
-        counts = last_run_counts(self.state, "pos")
-        self.assertEqual(sum(c["created"] + c["updated"] for c in counts.values()), 0)
-        self.assertEqual(query(self.terminal, "SELECT count(*) FROM orders WHERE id='new-order'"),
-                         [(1,)])
+        self.assertEqual(sum(x["created"] + x["updated"] for x in self.counts().values()), 0)
 
-    def test_full_run_with_deletes_removes_what_the_source_lost(self):
+    def test_full_run_with_deletes_removes_what_the_office_lost(self):
         with open(self.pipeline) as f:
             text = f.read()
-        text = text.replace("  - name: suppliers\n",
-                            "  - name: suppliers\n    deletes: hard\n")
+        text = text.replace("  - name: suppliers\n", "  - name: suppliers\n    deletes: hard\n")
         text = text.replace("  - name: payments\n",
                             "  - name: payments\n    deletes: { mode: soft, column: deleted_at }\n")
         self.write("pos.yaml", text)
+        execute(self.terminal, "ALTER TABLE payments ADD COLUMN deleted_at TEXT")
         run("run", self.pipeline, check=0)
         sup = query(self.office, "SELECT id FROM suppliers ORDER BY id LIMIT 1")[0][0]
-        execute(self.office, "UPDATE products SET supplier_id = NULL WHERE supplier_id = ?", sup)
+        execute(self.office, "UPDATE products SET supplier_id = NULL, updated_at ="
+                " '2026-02-01 00:00:00' WHERE supplier_id = ?", sup)
         execute(self.office, "DELETE FROM suppliers WHERE id = ?", sup)
         pay = query(self.office, "SELECT id FROM payments ORDER BY id LIMIT 1")[0][0]
         execute(self.office, "DELETE FROM payments WHERE id = ?", pay)
         # incremental runs cannot see deletes
         run("run", self.pipeline, check=0)
-        self.assertEqual(query(self.terminal, "SELECT count(*) FROM suppliers WHERE id=?", sup),
+        self.assertEqual(query(self.terminal, "SELECT count(*) FROM suppliers WHERE server_id=?", sup),
                          [(1,)])
-        r = run("run", self.pipeline, "--full", check=0)
-        counts = last_run_counts(self.state, "pos")
-        self.assertEqual(counts[("suppliers", "forward")]["deleted"], 1, r)
-        self.assertEqual(counts[("payments", "forward")]["deleted"], 1, r)
-        self.assertEqual(query(self.terminal, "SELECT count(*) FROM suppliers WHERE id=?", sup),
+        r = run("run", self.pipeline, "--full", "--direction", "forward", check=0)
+        c = self.counts()
+        self.assertEqual(c[("suppliers", "forward")]["deleted"], 1, r)
+        self.assertEqual(c[("payments", "forward")]["deleted"], 1, r)
+        self.assertEqual(query(self.terminal, "SELECT count(*) FROM suppliers WHERE server_id=?", sup),
                          [(0,)])
-        soft = query(self.terminal, "SELECT deleted_at FROM payments WHERE id=?", pay)
+        soft = query(self.terminal, "SELECT deleted_at FROM payments WHERE server_id=?", pay)
         self.assertEqual(len(soft), 1)
         self.assertIsNotNone(soft[0][0])
-        live = query(self.terminal, "SELECT count(*) FROM payments WHERE deleted_at IS NULL")[0][0]
-        self.assertEqual(live, query(self.office, "SELECT count(*) FROM payments")[0][0])
         # a second full run deletes nothing more
-        run("run", self.pipeline, "--full", check=0)
-        counts = last_run_counts(self.state, "pos")
-        self.assertEqual(counts[("suppliers", "forward")]["deleted"], 0)
-        self.assertEqual(counts[("payments", "forward")]["deleted"], 0)
+        run("run", self.pipeline, "--full", "--direction", "forward", check=0)
+        c = self.counts()
+        self.assertEqual(c[("suppliers", "forward")]["deleted"], 0)
+        self.assertEqual(c[("payments", "forward")]["deleted"], 0)
 
     def test_window_reads_only_recent_rows(self):
         execute(self.office, "UPDATE orders SET updated_at = '2020-01-01 00:00:00'")
         execute(self.office, "UPDATE orders SET updated_at = strftime('%Y-%m-%d %H:%M:%S', 'now',"
                 " '-1 day') WHERE rowid IN (SELECT rowid FROM orders LIMIT 7)")
         run("run", self.pipeline, "--stream", "stores,shifts,terminals,users", check=0)
-        run("run", self.pipeline, "--stream", "orders", "--window", "30d", check=0)
+        run("run", self.pipeline, "--stream", "orders", "--window", "30d", "--direction", "forward",
+            check=0)
         self.assertEqual(query(self.terminal, "SELECT count(*) FROM orders"), [(7,)])
 
     def test_dry_run_commits_nothing(self):
         r = run("run", self.pipeline, "--dry-run", check=0)
         self.assertIn("created", r.out)
         for t in POS_TABLES:
-            n = query(self.terminal, f"SELECT count(*) FROM sqlite_master WHERE name='{t}'")[0][0]
-            if n:
-                self.assertEqual(query(self.terminal, f"SELECT count(*) FROM {t}"), [(0,)], t)
+            self.assertEqual(query(self.terminal, f"SELECT count(*) FROM {t}"), [(0,)], t)
         self.assertFalse(os.path.exists(self.state) and
                          query(self.state, "SELECT count(*) FROM runs")[0][0])
 
@@ -124,10 +148,11 @@ class PosPipeline(Workdir):
         doc = self.status(self.pipeline)
         self.assertEqual(doc["pipeline"], "pos")
         self.assertEqual(doc["last_run"]["status"], "ok")
-        names = [s["stream"] for s in doc["streams"]]
-        self.assertEqual(names, POS_TABLES)
-        orders = [s for s in doc["streams"] if s["stream"] == "orders"][0]
-        self.assertEqual(orders["cursor"], query(self.office, "SELECT max(updated_at) FROM orders")[0][0])
+        fwd = [s["stream"] for s in doc["streams"] if s["direction"] == "forward"]
+        self.assertEqual(fwd, POS_TABLES)
+        orders = [s for s in doc["streams"] if s["stream"] == "orders" and s["direction"] == "forward"][0]
+        self.assertEqual(orders["cursor"][:19].replace("T", " "),
+                         query(self.office, "SELECT max(updated_at) FROM orders")[0][0])
         self.assertEqual(orders["created"], 300)
         text = run("status", self.pipeline, check=0).out
         self.assertIn("orders", text)
@@ -135,18 +160,15 @@ class PosPipeline(Workdir):
 
         run("reset", self.pipeline, "--stream", "orders", check=0)
         doc = self.status(self.pipeline)
-        orders = [s for s in doc["streams"] if s["stream"] == "orders"][0]
+        orders = [s for s in doc["streams"] if s["stream"] == "orders" and s["direction"] == "forward"][0]
         self.assertIsNone(orders["cursor"])
         # a reset stream reads everything again and, its ledger forgotten,
-        # counts it as created; the sink already had every row: no duplicate
-        run("run", self.pipeline, "--stream", "orders", check=0)
-        c = last_run_counts(self.state, "pos")[("orders", "forward")]
-        self.assertEqual((c["read"], c["created"], c["updated"], c["unchanged"]), (300, 300, 0, 0))
-        self.assertEqual(query(self.terminal, "SELECT count(*), count(DISTINCT id) FROM orders"),
+        # counts it as created; the terminal already had every row: no duplicate
+        run("run", self.pipeline, "--stream", "orders", "--direction", "forward", check=0)
+        c = self.counts()[("orders", "forward")]
+        self.assertEqual((c["read"], c["created"], c["updated"]), (300, 300, 0))
+        self.assertEqual(query(self.terminal, "SELECT count(*), count(DISTINCT server_id) FROM orders"),
                          [(300, 300)])
-        run("run", self.pipeline, "--stream", "orders", check=0)
-        c = last_run_counts(self.state, "pos")[("orders", "forward")]
-        self.assertEqual((c["created"], c["updated"]), (0, 0))
         r = run("reset", self.pipeline, "--stream", "nope", check=2)
         self.assertIn("unknown stream 'nope'", r.err)
 
@@ -155,14 +177,12 @@ class PosPipeline(Workdir):
         logs = os.listdir(self.path("var", "logs"))
         self.assertEqual(len(logs), 1)
         with open(self.path("var", "logs", logs[0])) as f:
-            text = f.read()
-        self.assertIn("orders", text)
+            self.assertIn("orders", f.read())
         run("--log-format", "json", "run", self.pipeline, check=0)
         self.assertEqual(len(os.listdir(self.path("var", "logs"))), 2)
 
     def test_json_log_lines(self):
         r = run("--log-format", "json", "run", self.pipeline, check=0)
-        import json
         lines = [json.loads(x) for x in r.err.splitlines() if x.strip()]
         self.assertTrue(lines)
         self.assertTrue(all({"time", "level", "msg"} <= set(x) for x in lines))

@@ -147,8 +147,12 @@ static void test_open_creates_and_migrates(void **state)
     assert_string_equal(etl_state_file(f->st), f->file);
     assert_string_equal(q1(f->st, "SELECT value FROM etl_meta WHERE key='schema_version'", NULL,
                            NULL),
+                        "2");
+    assert_int_equal(ETL_STATE_SCHEMA_VERSION, 2);
+    /* version 2 added echo marks to the ledger */
+    assert_string_equal(q1(f->st, "SELECT count(*) FROM pragma_table_info('ledger') WHERE"
+                                  " name='echo'", NULL, NULL),
                         "1");
-    assert_int_equal(ETL_STATE_SCHEMA_VERSION, 1);
     static const char *const tables[] = {"checkpoints", "dead_letters", "deferred", "etl_meta",
                                          "etl_streams", "kv",           "ledger",   "run_streams",
                                          "runs",        "schedules"};
@@ -199,13 +203,37 @@ static void test_reopen_is_idempotent(void **state)
     assert_string_equal(q1(f->st, "SELECT count(*) FROM etl_meta", NULL, NULL), "1");
     assert_string_equal(q1(f->st, "SELECT value FROM etl_meta WHERE key='schema_version'", NULL,
                            NULL),
-                        "1");
+                        "2");
     assert_int_equal(sid_of(f->st, "pos", "orders", "forward"), sid);
     etl_checkpoint_t c;
     assert_int_equal(etl_state_checkpoint_get(f->st, "pos", "orders", "forward", &c), 0);
     assert_string_equal(c.cursor, "c1");
     assert_int_equal(c.records_synced, 3);
     etl_checkpoint_clear(&c);
+}
+
+static void test_version_1_store_is_migrated(void **state)
+{
+    fixture_t *f = *state;
+    etl_state_close(f->st);
+    f->st = NULL;
+    /* back to what version 1 looked like */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->file, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "ALTER TABLE ledger DROP COLUMN echo;"
+                                      " UPDATE etl_meta SET value='1' WHERE key='schema_version'",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    char err[ETL_ERRLEN] = "";
+    f->st = etl_state_open(f->url, err, sizeof err);
+    assert_non_null(f->st);
+    assert_string_equal(q1(f->st, "SELECT value FROM etl_meta WHERE key='schema_version'", NULL,
+                           NULL),
+                        "2");
+    assert_string_equal(q1(f->st, "SELECT count(*) FROM pragma_table_info('ledger') WHERE"
+                                  " name='echo'", NULL, NULL),
+                        "1");
 }
 
 static void test_future_schema_version_is_refused(void **state)
@@ -223,7 +251,7 @@ static void test_future_schema_version_is_refused(void **state)
     assert_null(etl_state_open(f->url, err, sizeof err));
     assert_non_null(strstr(err, f->file));
     assert_non_null(strstr(err, "schema version 7"));
-    assert_non_null(strstr(err, "newer than this etl (1)"));
+    assert_non_null(strstr(err, "newer than this etl (2)"));
     assert_non_null(strstr(err, "upgrade etl"));
     /* nothing was changed by the refusal */
     assert_int_equal(sqlite3_open(f->file, &db), SQLITE_OK);
@@ -952,6 +980,7 @@ int main(void)
         T(test_open_creates_missing_folders_and_abs_form),
         T(test_open_refuses_other_urls),
         T(test_reopen_is_idempotent),
+        T(test_version_1_store_is_migrated),
         T(test_future_schema_version_is_refused),
         T(test_stream_ids_are_stable),
         T(test_runs_begin_and_finish),
