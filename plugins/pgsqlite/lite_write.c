@@ -552,7 +552,11 @@ void lite_bind(sqlite3_stmt *q, int idx, const etl_value_t *v)
         sqlite3_bind_int64(q, idx, v->v.i);
         break;
     case ETL_T_DOUBLE:
-        sqlite3_bind_double(q, idx, v->v.d);
+        /* SQLite stores a NaN REAL as NULL: keep it as the text PostgreSQL reads */
+        if (v->v.d != v->v.d)
+            sqlite3_bind_text(q, idx, "NaN", 3, SQLITE_STATIC);
+        else
+            sqlite3_bind_double(q, idx, v->v.d);
         break;
     case ETL_T_BLOB:
         sqlite3_bind_blob(q, idx, v->v.s, (int)v->len, SQLITE_STATIC);

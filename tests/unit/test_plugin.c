@@ -189,19 +189,24 @@ static void test_plugin_dirs_order(void **state)
     setenv("ETL_PLUGIN_PATH", "/first::/second", 1);
     char **dirs;
     size_t n = etl_plugin_dirs(&dirs);
-    assert_int_equal(n, 4);
+    assert_int_equal(n, 5);
     assert_string_equal(dirs[0], "/first");
     assert_string_equal(dirs[1], "/second");
     char *exe = etl_exe_dir();
     assert_string_equal(dirs[2], exe); /* beside the running binary */
+    /* beside the file holding libetl (here the test binary itself, linked
+     * statically): <libdir>/etl/plugins of an installed tree */
+    char *beside = etl_asprintf("%s/etl/plugins", exe);
+    assert_string_equal(dirs[3], beside);
+    free(beside);
     free(exe);
-    assert_non_null(strstr(dirs[3], "etl/plugins")); /* the install folder */
+    assert_non_null(strstr(dirs[4], "etl/plugins")); /* the configured install folder */
     for (size_t i = 0; i < n; i++)
         free(dirs[i]);
     free(dirs);
     unsetenv("ETL_PLUGIN_PATH");
     n = etl_plugin_dirs(&dirs);
-    assert_int_equal(n, 2);
+    assert_int_equal(n, 3);
     for (size_t i = 0; i < n; i++)
         free(dirs[i]);
     free(dirs);
