@@ -126,6 +126,9 @@ void etl_batch_reset(etl_batch_t *b)
     b->nrows = 0;
     b->read = 0;
     b->has_ckpt = 0;
+    b->has_resume = 0;
+    b->ordered = 0;
+    b->has_smax = 0;
     b->nrejects = 0;
     b->end = 0;
     b->status = ETL_OK;
@@ -256,6 +259,14 @@ etl_batch_t *etl_queue_pop(etl_queue_t *q)
     }
     pthread_mutex_unlock(&q->mu);
     return b;
+}
+
+int etl_queue_full(etl_queue_t *q)
+{
+    pthread_mutex_lock(&q->mu);
+    int full = q->count == q->depth;
+    pthread_mutex_unlock(&q->mu);
+    return full;
 }
 
 void etl_queue_abort(etl_queue_t *q)

@@ -44,6 +44,11 @@ typedef struct etl_batch {
     etl_value_t ckpt;
     etl_reject_t *rejects;
     size_t nrejects, caprejects;
+    int ordered;         /* a key-ordered scan whose keys only grew, up to this batch */
+    int has_resume;      /* a full scan in key order reached resume (source key values) */
+    etl_value_t *resume;
+    int has_smax;        /* ... and the greatest cursor it has read so far */
+    etl_value_t smax;
     int end;             /* last batch of the stream */
     etl_status_t status; /* of the read, on the last batch */
     char *error;         /* malloc'd, on the last batch when status != OK */
@@ -73,6 +78,8 @@ void etl_queue_free(etl_queue_t *q);
 int etl_queue_push(etl_queue_t *q, etl_batch_t *b);
 /* Blocks while empty; NULL once closed by the producer and drained. */
 etl_batch_t *etl_queue_pop(etl_queue_t *q);
+/* Whether a push would block now (the consumer is behind). */
+int etl_queue_full(etl_queue_t *q);
 /* The consumer gives up: pushes fail from now on. */
 void etl_queue_abort(etl_queue_t *q);
 /* A batch for the producer (from the pool, or new). */

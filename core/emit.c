@@ -12,6 +12,7 @@
 #include "runtime.h"
 
 #define FLUSH_AFTER_US 2000000 /* a slow source still commits every 2 s */
+#define GROW_MAX 16            /* a batch grows to 16x `batch` while the writer is behind */
 
 void etl_emitter_init(etl_emitter_t *em, etl_run_t *r, etl_srt_t *s, etl_queue_t *q)
 {
@@ -27,6 +28,9 @@ void etl_emitter_init(etl_emitter_t *em, etl_run_t *r, etl_srt_t *s, etl_queue_t
     etl_buf_init(&em->json);
     if (s->xf)
         em->scratch = calloc(etl_schema_ncols(s->out) + 1, sizeof *em->scratch);
+    etl_buf_init(&em->last_buf);
+    if (s->by_key)
+        em->last_key = calloc(s->nrkey + 1, sizeof *em->last_key);
 }
 
 void etl_emitter_free(etl_emitter_t *em)
@@ -39,6 +43,8 @@ void etl_emitter_free(etl_emitter_t *em)
     etl_buf_free(&em->key);
     etl_buf_free(&em->lerr);
     etl_buf_free(&em->json);
+    etl_buf_free(&em->last_buf);
+    free(em->last_key);
     free(em->scratch);
 }
 
@@ -95,6 +101,22 @@ static void attach_checkpoint(etl_emitter_t *em, etl_batch_t *b, const etl_value
         b->has_ckpt = 1;
 }
 
+/* A key-ordered scan: everything up to the last key read is in this batch
+ * or before it, so a crash resumes after it. */
+static void attach_resume(etl_emitter_t *em, etl_batch_t *b)
+{
+    if (!em->s->resume || !em->last_key || !em->read || em->unordered || em->replay)
+        return;
+    size_t nk = em->s->nrkey;
+    b->resume = etl_arena_alloc(&b->arena, nk * sizeof *b->resume);
+    int ok = b->resume != NULL;
+    for (size_t k = 0; ok && k < nk; k++)
+        ok = etl_arena_value(&b->arena, &b->resume[k], &em->last_key[k]) == 0;
+    b->has_resume = ok;
+    if (ok && em->have_max && etl_arena_value(&b->arena, &b->smax, &em->max) == 0)
+        b->has_smax = 1;
+}
+
 static etl_status_t seal(etl_emitter_t *em)
 {
     etl_batch_t *b = em->cur;
@@ -103,12 +125,26 @@ static etl_status_t seal(etl_emitter_t *em)
     em->cur = NULL;
     if (em->have_ck && !em->replay)
         attach_checkpoint(em, b, &em->ck);
+    attach_resume(em, b);
+    b->ordered = em->s->by_key && !em->unordered && !em->replay;
     if (etl_queue_push(em->q, b) != 0) {
         etl_queue_put(em->q, b);
         em->failed = ETL_ERR_CANCELLED;
         return em->failed;
     }
     return ETL_OK;
+}
+
+/* A full batch goes to the writer; but while the writer is still busy with
+ * the ones before it, the batch keeps growing (to GROW_MAX times its size):
+ * fewer, larger commits exactly when the sink is the bottleneck. */
+static etl_status_t maybe_seal(etl_emitter_t *em, etl_batch_t *b)
+{
+    if (b->nrows < em->batch_rows)
+        return ETL_OK;
+    if (b->nrows < em->batch_rows * GROW_MAX && etl_queue_full(em->q))
+        return ETL_OK;
+    return seal(em);
 }
 
 etl_status_t etl_emit_out(etl_emitter_t *em, const etl_value_t *row, int op)
@@ -128,9 +164,7 @@ etl_status_t etl_emit_out(etl_emitter_t *em, const etl_value_t *row, int op)
             return em->failed;
         }
     }
-    if (b->nrows >= em->batch_rows)
-        return seal(em);
-    return ETL_OK;
+    return maybe_seal(em, b);
 }
 
 /* ------------------------------------------------------------ Lua glue */
@@ -193,6 +227,44 @@ static etl_status_t transform(etl_emitter_t *em, const etl_value_t *mapped)
     return em->failed;
 }
 
+/* A full scan in key order: checks the order holds (a source may ignore
+ * by_key) and keeps the last key. Returns -1 once it does not hold. */
+static int track_key(etl_emitter_t *em, const etl_value_t *row)
+{
+    etl_srt_t *s = em->s;
+    int cmp = em->read > 1 ? 0 : 1;
+    for (size_t k = 0; k < s->nrkey && cmp == 0; k++) {
+        const etl_value_t *v = &row[s->rkey[k]];
+        if (v->type == ETL_T_NULL || v->type != em->last_key[k].type)
+            return -1; /* NULL keys and mixed types have no order to trust */
+        cmp = etl_cursor_cmp(v, &em->last_key[k]);
+    }
+    if (cmp < 0 || (cmp == 0 && em->read > 1))
+        return -1;
+    /* keep a copy: strings in last_buf, laid end to end */
+    etl_buf_reset(&em->last_buf);
+    size_t need = 0;
+    for (size_t k = 0; k < s->nrkey; k++) {
+        const etl_value_t *v = &row[s->rkey[k]];
+        if (v->type >= ETL_T_NUMERIC && v->type <= ETL_T_JSON)
+            need += v->len + 1;
+    }
+    if (etl_buf_reserve(&em->last_buf, need) != 0)
+        return -1;
+    for (size_t k = 0; k < s->nrkey; k++) {
+        const etl_value_t *v = &row[s->rkey[k]];
+        em->last_key[k] = *v;
+        if (v->type == ETL_T_NULL)
+            return -1;
+        if (v->type >= ETL_T_NUMERIC && v->type <= ETL_T_JSON) {
+            em->last_key[k].v.s = em->last_buf.data + em->last_buf.len;
+            etl_buf_add(&em->last_buf, v->v.s, v->len);
+            etl_buf_addc(&em->last_buf, '\0');
+        }
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------ ABI */
 
 static etl_status_t emit_row(etl_emitter_t *em, const etl_value_t *row, int op)
@@ -207,6 +279,8 @@ static etl_status_t emit_row(etl_emitter_t *em, const etl_value_t *row, int op)
         return em->failed;
     em->read++;
     b->read++;
+    if (s->by_key && !em->unordered && track_key(em, row) != 0)
+        em->unordered = 1;
     if (s->cursor_read >= 0 && row[s->cursor_read].type != ETL_T_NULL &&
         (!em->have_max || etl_cursor_cmp(&row[s->cursor_read], &em->max) > 0)) {
         hold(&em->max, &em->max_buf, &row[s->cursor_read]);
@@ -231,9 +305,7 @@ static etl_status_t emit_row(etl_emitter_t *em, const etl_value_t *row, int op)
             return em->failed;
         }
     }
-    if (b->nrows >= em->batch_rows)
-        return seal(em);
-    return ETL_OK;
+    return maybe_seal(em, b);
 }
 
 etl_status_t etl_emit(etl_emitter_t *em, const etl_value_t *row)
@@ -250,8 +322,8 @@ etl_status_t etl_emit_checkpoint(etl_emitter_t *em, const etl_value_t *cursor)
 {
     if (em->failed)
         return em->failed;
-    if (!cursor || cursor->type == ETL_T_NULL)
-        return ETL_OK;
+    if (!cursor || cursor->type == ETL_T_NULL || em->s->by_key)
+        return ETL_OK; /* in key order only the end of the scan says where the cursor is */
     hold(&em->ck, &em->ck_buf, cursor);
     em->have_ck = 1;
     /* a source that pages slowly still gets its progress committed */
@@ -267,8 +339,11 @@ void etl_emitter_finish(etl_emitter_t *em, etl_status_t st, const char *error)
         return;
     b->end = 1;
     b->status = st;
-    if (st != ETL_OK)
+    b->ordered = em->s->by_key && !em->unordered && !em->replay;
+    if (st != ETL_OK) {
         b->error = etl_strdup(error ? error : etl_status_name(st));
+        attach_resume(em, b); /* what was read before the failure counts */
+    }
     else if (!em->replay && (em->have_ck || em->have_max)) {
         /* the read is complete: everything up to the greatest cursor seen is
          * in, and a bound the source stated may reach further */

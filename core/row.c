@@ -83,6 +83,65 @@ int etl_key_split(const char *key, size_t len, etl_arena_t *a, const char **part
     return -1;
 }
 
+/* One key part back to a value of its column's type; text when it does not
+ * read as one (SQLite keys can hold anything). */
+static etl_value_t key_part(const char *t, size_t n, etl_type_t type)
+{
+    int64_t i;
+    int b;
+    switch (type) {
+    case ETL_T_TIMESTAMP:
+        if (etl_ts_parse(t, n, &i) == 0)
+            return etl_ts(i);
+        break;
+    case ETL_T_BOOL:
+        if (etl_parse_bool(t, &b) == 0)
+            return etl_bool(b);
+        /* fall through */
+    case ETL_T_INT:
+        if (etl_parse_i64(t, &i) == 0)
+            return etl_int(i);
+        break;
+    case ETL_T_DOUBLE: {
+        char *end;
+        double d = strtod(t, &end);
+        if (n && end == t + n)
+            return etl_double(d);
+        break;
+    }
+    case ETL_T_NUMERIC:
+    case ETL_T_BLOB:
+    case ETL_T_JSON:
+        return etl_str(type, t, n);
+    default:
+        break;
+    }
+    return etl_text(t, n);
+}
+
+int etl_key_values(const char *key, size_t len, const etl_schema_t *sc, const int *cols,
+                   size_t ncols, etl_arena_t *a, etl_value_t *out)
+{
+    const char *parts[16];
+    size_t lens[16];
+    int nulls[16] = {0};
+    if (ncols == 0 || ncols > 16)
+        return -1;
+    if (ncols == 1) {
+        /* one column: the key text is the value itself, never escaped */
+        parts[0] = etl_arena_dup(a, key, len);
+        lens[0] = len;
+        if (!parts[0])
+            return -1;
+    } else if (etl_key_split(key, len, a, parts, lens, nulls, ncols) != (int)ncols) {
+        return -1;
+    }
+    for (size_t k = 0; k < ncols; k++)
+        out[k] = nulls[k] ? etl_null()
+                          : key_part(parts[k], lens[k], etl_schema_col(sc, (size_t)cols[k])->type);
+    return 0;
+}
+
 /* ------------------------------------------------------------ hash */
 
 static inline uint64_t fmix(uint64_t h)

@@ -25,6 +25,11 @@ int etl_row_key(etl_buf_t *out, const etl_value_t *row, const int *cols, size_t 
 int etl_key_split(const char *key, size_t len, etl_arena_t *a, const char **parts, size_t *lens,
                   int *is_null, size_t max);
 
+/* The reverse of etl_row_key for columns cols of schema sc: typed values
+ * into out (ncols of them), strings in the arena. Returns 0 or -1. */
+int etl_key_values(const char *key, size_t len, const etl_schema_t *sc, const int *cols,
+                   size_t ncols, etl_arena_t *a, etl_value_t *out);
+
 /* 64-bit content hash over the columns whose skip[i] is 0 (skip may be NULL). */
 uint64_t etl_row_hash(const etl_value_t *row, size_t ncols, const unsigned char *skip);
 uint64_t etl_hash_bytes(const void *p, size_t n, uint64_t seed);

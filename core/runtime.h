@@ -82,6 +82,16 @@ typedef struct etl_srt {
 
     /* per run */
     int full, detect_deletes, has_since;
+    int by_key;                 /* a full scan in key order */
+    int resume;                 /* ... that records where it stands */
+    int resumed;                /* ... continuing an interrupted one */
+    int *rkey;                  /* the key's columns in the read schema */
+    size_t nrkey;
+    etl_value_t *after;         /* where a resumed scan starts (nrkey values) */
+    etl_arena_t after_arena;
+    etl_value_t resume_max;     /* resumed: the first part's greatest cursor */
+    int64_t scan_id;            /* the run whose seen marks this scan uses */
+    int fresh;                  /* the ledger was empty when the stream started */
     etl_value_t since;
     char since_buf[80];
     etl_checkpoint_t ckpt;
@@ -142,6 +152,9 @@ struct etl_emitter {
     etl_status_t failed;        /* sticky: the queue was closed or memory ran out */
     int64_t read;
     int64_t t0;                 /* when the open batch was started */
+    int unordered;              /* a key-ordered scan met a key out of order */
+    etl_value_t *last_key;      /* the last source row's key (by_key scans) */
+    etl_buf_t last_buf;
     int replay;                 /* rows come from a spool, not the source */
 };
 

@@ -49,6 +49,20 @@ static const char *const migrations[] = {
     /* 1 -> 2: echo marks (hash 0): the other direction wrote this key with
      * this cursor; reading it back is not a change */
     "ALTER TABLE ledger ADD COLUMN echo TEXT;",
+    /* 2 -> 3: keys that are integers are stored as integers, so a table
+     * read in key order fills the ledger in order instead of scattering
+     * "1", "10", "100"... across it */
+    "CREATE TABLE ledger_v3(sid INTEGER NOT NULL, key NOT NULL, hash INTEGER NOT NULL,"
+    " seen INTEGER NOT NULL, echo TEXT, PRIMARY KEY(sid, key)) WITHOUT ROWID;"
+    "INSERT INTO ledger_v3 SELECT sid, CASE WHEN CAST(CAST(key AS INTEGER) AS TEXT) = key"
+    " THEN CAST(key AS INTEGER) ELSE key END, hash, seen, echo FROM ledger;"
+    "DROP TABLE ledger; ALTER TABLE ledger_v3 RENAME TO ledger;",
+    /* 3 -> 4: a full scan read in key order resumes after the last key it
+     * committed; resume_max is the first part's greatest cursor */
+    "ALTER TABLE checkpoints ADD COLUMN resume_key TEXT;"
+    "ALTER TABLE checkpoints ADD COLUMN resume_max TEXT;"
+    "ALTER TABLE checkpoints ADD COLUMN resume_max_type TEXT;"
+    "ALTER TABLE checkpoints ADD COLUMN resume_scan INTEGER;",
 };
 
 enum {
@@ -63,6 +77,7 @@ enum {
     S_DEAD,
     S_ECHO_PUT,
     S_ECHO_GET,
+    S_LEDGER_ADD,
     S_COUNT_
 };
 
@@ -74,6 +89,8 @@ static const char *const stmt_sql[S_COUNT_] = {
     [S_ECHO_PUT] = "INSERT INTO ledger(sid,key,hash,seen,echo) VALUES(?1,?2,0,0,?3)"
                    " ON CONFLICT(sid,key) DO UPDATE SET hash=0, echo=excluded.echo",
     [S_ECHO_GET] = "SELECT echo FROM ledger WHERE sid=?1 AND key=?2 AND hash=0",
+    /* a plain INSERT appends in place where an UPSERT would not */
+    [S_LEDGER_ADD] = "INSERT INTO ledger(sid,key,hash,seen) VALUES(?1,?2,?3,?4)",
     [S_LEDGER_SEEN] = "UPDATE ledger SET seen=?3 WHERE sid=?1 AND key=?2",
     [S_LEDGER_DEL] = "DELETE FROM ledger WHERE sid=?1 AND key=?2",
     [S_DEFERRED_PUT] = "INSERT INTO deferred(sid,key,reason,record,first_seen,last_try)"
@@ -136,7 +153,9 @@ static int exec(etl_state_t *st, const char *sql)
 static sqlite3 *open_db(const char *path, char *err, size_t errlen)
 {
     sqlite3 *db = NULL;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+    /* one thread at a time per connection (the kv one has its own mutex):
+     * no need for SQLite's per-call locking */
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {
         etl_errf(err, errlen, "cannot open state store %s: %s", path,
                  db ? sqlite3_errmsg(db) : "out of memory");
@@ -146,7 +165,7 @@ static sqlite3 *open_db(const char *path, char *err, size_t errlen)
     sqlite3_busy_timeout(db, 30000);
     /* WAL lets status readers and kv writers work beside a run; NORMAL is
      * durable across process crashes, which is what checkpoints need. */
-    sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-8192;", NULL, NULL, NULL);
+    sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-8192; PRAGMA wal_autocheckpoint=16384;", NULL, NULL, NULL);
     return db;
 }
 
@@ -190,6 +209,13 @@ rollback:
     sqlite3_finalize(s);
     sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
     return -1;
+}
+
+/* SQLite's memory statistics take a global mutex on every allocation;
+ * nothing here reads them. Must run before SQLite initializes. */
+__attribute__((constructor)) static void no_memstatus(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
 etl_state_t *etl_state_open(const char *url, char *err, size_t errlen)
@@ -295,6 +321,19 @@ int etl_state_begin(etl_state_t *st)
 }
 
 int etl_state_commit(etl_state_t *st) { return etl_state_shared(st) ? 0 : exec(st, "COMMIT"); }
+
+/* A batch's lookups share one read transaction: in WAL mode every
+ * statement outside one takes and drops the shared locks again. */
+int etl_state_read_begin(etl_state_t *st)
+{
+    return sqlite3_get_autocommit(st->db) ? exec(st, "BEGIN") : 0;
+}
+
+void etl_state_read_end(etl_state_t *st)
+{
+    if (!sqlite3_get_autocommit(st->db))
+        sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL);
+}
 
 void etl_state_rollback(etl_state_t *st)
 {
@@ -440,7 +479,8 @@ int etl_state_checkpoint_get(etl_state_t *st, const char *pipeline, const char *
     sqlite3_stmt *s;
     if (sqlite3_prepare_v2(st->db,
                            "SELECT cursor, cursor_type, last_sync_time, last_record_time,"
-                           " records_synced, is_full_sync FROM checkpoints"
+                           " records_synced, is_full_sync, resume_key, resume_max,"
+                           " resume_max_type, resume_scan FROM checkpoints"
                            " WHERE pipeline=? AND stream=? AND direction=?",
                            -1, &s, NULL) != SQLITE_OK)
         return fail(st, "checkpoint");
@@ -455,6 +495,10 @@ int etl_state_checkpoint_get(etl_state_t *st, const char *pipeline, const char *
         out->last_record_time = col_dup(s, 3);
         out->records_synced = sqlite3_column_int64(s, 4);
         out->is_full_sync = sqlite3_column_int(s, 5);
+        out->resume_key = col_dup(s, 6);
+        out->resume_max = col_dup(s, 7);
+        out->resume_max_type = col_dup(s, 8);
+        out->resume_scan = sqlite3_column_int64(s, 9);
     }
     sqlite3_finalize(s);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : fail(st, "checkpoint");
@@ -462,6 +506,9 @@ int etl_state_checkpoint_get(etl_state_t *st, const char *pipeline, const char *
 
 void etl_checkpoint_clear(etl_checkpoint_t *c)
 {
+    free(c->resume_key);
+    free(c->resume_max);
+    free(c->resume_max_type);
     free(c->cursor);
     free(c->type);
     free(c->last_sync_time);
@@ -489,7 +536,61 @@ int etl_state_checkpoint_put(etl_state_t *st, const char *pipeline, const char *
     return run_stmt(st, s, "checkpoint");
 }
 
+int etl_state_resume_put(etl_state_t *st, const char *pipeline, const char *stream,
+                         const char *direction, const char *key, const char *max,
+                         const char *max_type, int64_t scan)
+{
+    sqlite3_stmt *s;
+    const char *sql = key ? "INSERT INTO checkpoints(pipeline,stream,direction,resume_key,"
+                            "resume_max,resume_max_type,resume_scan) VALUES(?1,?2,?3,?4,?5,?6,?7)"
+                            " ON CONFLICT(pipeline,stream,direction) DO UPDATE SET"
+                            " resume_key=excluded.resume_key, resume_max=excluded.resume_max,"
+                            " resume_max_type=excluded.resume_max_type,"
+                            " resume_scan=excluded.resume_scan"
+                          : "UPDATE checkpoints SET resume_key=NULL, resume_max=NULL,"
+                            " resume_max_type=NULL, resume_scan=NULL"
+                            " WHERE pipeline=?1 AND stream=?2 AND direction=?3";
+    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
+        return fail(st, "resume point");
+    sqlite3_bind_text(s, 1, pipeline, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, stream, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, direction, -1, SQLITE_STATIC);
+    if (key) {
+        sqlite3_bind_text(s, 4, key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 5, max, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 6, max ? max_type : NULL, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 7, scan);
+    }
+    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(st, "resume point");
+    sqlite3_finalize(s);
+    return rc;
+}
+
 /* ------------------------------------------------------------ ledger */
+
+/* A ledger key is bound as an integer when its text is one ("42", "-7",
+ * not "042" or "4.0"): the same text always binds the same way. */
+static void bind_key(sqlite3_stmt *s, int idx, const char *key, size_t klen)
+{
+    if (klen && klen <= 19) {
+        size_t i = key[0] == '-';
+        int canonical = i < klen && (key[i] != '0' || klen == i + 1) && !(i && key[i] == '0');
+        for (size_t k = i; canonical && k < klen; k++)
+            canonical = key[k] >= '0' && key[k] <= '9';
+        if (canonical) {
+            char buf[24];
+            memcpy(buf, key, klen);
+            buf[klen] = '\0';
+            errno = 0;
+            long long v = strtoll(buf, NULL, 10);
+            if (!errno) {
+                sqlite3_bind_int64(s, idx, v);
+                return;
+            }
+        }
+    }
+    sqlite3_bind_text(s, idx, key, (int)klen, SQLITE_STATIC);
+}
 
 int etl_state_ledger_get(etl_state_t *st, int64_t sid, const char *key, size_t klen,
                          uint64_t *hash)
@@ -498,7 +599,7 @@ int etl_state_ledger_get(etl_state_t *st, int64_t sid, const char *key, size_t k
     if (!s)
         return -1;
     sqlite3_bind_int64(s, 1, sid);
-    sqlite3_bind_text(s, 2, key, (int)klen, SQLITE_STATIC);
+    bind_key(s, 2, key, klen);
     int rc = sqlite3_step(s);
     int found = 0;
     if (rc == SQLITE_ROW) {
@@ -519,10 +620,29 @@ int etl_state_ledger_put(etl_state_t *st, int64_t sid, const char *key, size_t k
     if (!s)
         return -1;
     sqlite3_bind_int64(s, 1, sid);
-    sqlite3_bind_text(s, 2, key, (int)klen, SQLITE_STATIC);
+    bind_key(s, 2, key, klen);
     sqlite3_bind_int64(s, 3, (int64_t)hash);
     sqlite3_bind_int64(s, 4, seen);
     return run_stmt(st, s, "ledger");
+}
+
+int etl_state_ledger_add(etl_state_t *st, int64_t sid, const char *key, size_t klen,
+                         uint64_t hash, int64_t seen)
+{
+    sqlite3_stmt *s = stmt(st, S_LEDGER_ADD);
+    if (!s)
+        return -1;
+    sqlite3_bind_int64(s, 1, sid);
+    bind_key(s, 2, key, klen);
+    sqlite3_bind_int64(s, 3, (int64_t)hash);
+    sqlite3_bind_int64(s, 4, seen);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc == SQLITE_DONE)
+        return 0;
+    if ((sqlite3_extended_errcode(st->db) & 0xff) == SQLITE_CONSTRAINT)
+        return etl_state_ledger_put(st, sid, key, klen, hash, seen);
+    return fail(st, "ledger");
 }
 
 int etl_state_ledger_seen(etl_state_t *st, int64_t sid, const char *key, size_t klen,
@@ -532,7 +652,7 @@ int etl_state_ledger_seen(etl_state_t *st, int64_t sid, const char *key, size_t 
     if (!s)
         return -1;
     sqlite3_bind_int64(s, 1, sid);
-    sqlite3_bind_text(s, 2, key, (int)klen, SQLITE_STATIC);
+    bind_key(s, 2, key, klen);
     sqlite3_bind_int64(s, 3, seen);
     return run_stmt(st, s, "ledger");
 }
@@ -543,7 +663,7 @@ int etl_state_ledger_del(etl_state_t *st, int64_t sid, const char *key, size_t k
     if (!s)
         return -1;
     sqlite3_bind_int64(s, 1, sid);
-    sqlite3_bind_text(s, 2, key, (int)klen, SQLITE_STATIC);
+    bind_key(s, 2, key, klen);
     return run_stmt(st, s, "ledger");
 }
 
@@ -577,7 +697,7 @@ int etl_state_ledger_unseen(etl_state_t *st, int64_t sid, int64_t seen, const ch
     sqlite3_bind_int64(s, 1, sid);
     sqlite3_bind_int64(s, 2, seen);
     if (after)
-        sqlite3_bind_text(s, 3, after, (int)afterlen, SQLITE_STATIC);
+        bind_key(s, 3, after, afterlen);
     sqlite3_bind_int(s, 4, limit);
     int rc, n = 0;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -597,7 +717,7 @@ int etl_state_echo_put(etl_state_t *st, int64_t sid, const char *key, size_t kle
     if (!s)
         return -1;
     sqlite3_bind_int64(s, 1, sid);
-    sqlite3_bind_text(s, 2, key, (int)klen, SQLITE_STATIC);
+    bind_key(s, 2, key, klen);
     sqlite3_bind_text(s, 3, cursor ? cursor : "", -1, SQLITE_STATIC);
     return run_stmt(st, s, "ledger echo");
 }
@@ -609,7 +729,7 @@ int etl_state_echo_get(etl_state_t *st, int64_t sid, const char *key, size_t kle
     if (!s)
         return -1;
     sqlite3_bind_int64(s, 1, sid);
-    sqlite3_bind_text(s, 2, key, (int)klen, SQLITE_STATIC);
+    bind_key(s, 2, key, klen);
     int rc = sqlite3_step(s), found = 0;
     if (rc == SQLITE_ROW) {
         *cursor = col_dup(s, 0);

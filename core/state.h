@@ -30,7 +30,7 @@
 
 typedef struct etl_state etl_state_t;
 
-#define ETL_STATE_SCHEMA_VERSION 2
+#define ETL_STATE_SCHEMA_VERSION 4
 
 typedef struct etl_counts {
     int64_t read, created, updated, unchanged, deleted, deferred, failed;
@@ -43,6 +43,11 @@ typedef struct etl_checkpoint {
     char *last_record_time;
     int64_t records_synced;
     int is_full_sync;
+    /* an interrupted full scan in key order: where it resumes */
+    char *resume_key;      /* key text of the last row committed, NULL: none */
+    char *resume_max;      /* the first part's greatest cursor (text) */
+    char *resume_max_type;
+    int64_t resume_scan;   /* the run that started the scan (its seen marks) */
 } etl_checkpoint_t;
 
 typedef struct etl_run_info {
@@ -67,6 +72,9 @@ int etl_state_share(etl_state_t *st, void *sqlite3_db);
 int etl_state_shared(const etl_state_t *st);
 
 int etl_state_begin(etl_state_t *st);
+/* A read transaction around a batch's ledger lookups (none may be open). */
+int etl_state_read_begin(etl_state_t *st);
+void etl_state_read_end(etl_state_t *st);
 int etl_state_commit(etl_state_t *st);
 void etl_state_rollback(etl_state_t *st);
 
@@ -92,10 +100,19 @@ int etl_state_checkpoint_put(etl_state_t *st, const char *pipeline, const char *
                              const char *direction, const char *cursor, const char *type,
                              int64_t records, int full);
 
+/* Inside a transaction: records where a full scan in key order stands
+ * (key NULL: the scan is over, the point is cleared). */
+int etl_state_resume_put(etl_state_t *st, const char *pipeline, const char *stream,
+                         const char *direction, const char *key, const char *max,
+                         const char *max_type, int64_t scan);
+
 /* Ledger: content hash per key. get returns 1 found, 0 absent, -1 error. */
 int etl_state_ledger_get(etl_state_t *st, int64_t sid, const char *key, size_t klen,
                          uint64_t *hash);
 int etl_state_ledger_put(etl_state_t *st, int64_t sid, const char *key, size_t klen,
+                         uint64_t hash, int64_t seen);
+/* The same for a key believed new: faster, and correct either way. */
+int etl_state_ledger_add(etl_state_t *st, int64_t sid, const char *key, size_t klen,
                          uint64_t hash, int64_t seen);
 int etl_state_ledger_seen(etl_state_t *st, int64_t sid, const char *key, size_t klen,
                           int64_t seen);

@@ -238,6 +238,26 @@ int etl_stream_setup(etl_run_t *r, etl_srt_t *s)
     }
     if (!(s->keys = etl_schema_new(c->name)))
         goto nomem;
+    /* the key in source columns: what a key-ordered full scan sorts by */
+    if (s->read && s->nkey) {
+        int all = 1;
+        for (size_t k = 0; k < s->nkey; k++)
+            all &= s->map[s->key[k]] >= 0;
+        if (all) {
+            if (!(s->rkey = calloc(s->nkey, sizeof *s->rkey)))
+                goto nomem;
+            for (size_t i = 0; i < etl_schema_ncols(s->read); i++)
+                etl_schema_set_flags(s->read, i, etl_schema_col(s->read, i)->flags &
+                                                     ~(unsigned)ETL_COL_KEY);
+            for (size_t k = 0; k < s->nkey; k++) {
+                s->rkey[k] = s->map[s->key[k]];
+                etl_schema_set_flags(s->read, (size_t)s->rkey[k],
+                                     etl_schema_col(s->read, (size_t)s->rkey[k])->flags |
+                                         ETL_COL_KEY);
+            }
+            s->nrkey = s->nkey;
+        }
+    }
     for (size_t k = 0; k < s->nkey; k++) {
         const etl_column_t *col = etl_schema_col(s->out, (size_t)s->key[k]);
         etl_schema_set_flags(s->out, (size_t)s->key[k], col->flags | ETL_COL_KEY);
@@ -348,6 +368,8 @@ void etl_stream_free(etl_srt_t *s)
     free(s->error);
     etl_spool_free(s->spool);
     etl_keyset_free(s->resolved);
+    free(s->rkey);
+    etl_arena_free(&s->after_arena);
     etl_checkpoint_clear(&s->ckpt);
     memset(s, 0, sizeof *s);
 }
@@ -422,8 +444,35 @@ static void plan_read(etl_run_t *r, etl_srt_t *s)
         }
         s->full = 0;
     }
+    /* no checkpoint and no bound: the first run of an incremental stream
+     * reads everything, like a full one */
+    if (!s->has_since)
+        s->full = 1;
     s->detect_deletes = s->full && !s->has_since && c->deletes != ETL_DELETES_IGNORE &&
                         s->nkey && c->write != ETL_WRITE_APPEND && !s->emit_only;
+
+    /* a full scan reads in key order: the sink and the ledger fill in order,
+     * and an interrupted scan resumes after the last key it committed
+     * (replace starts a new staging table each run: it never resumes) */
+    s->scan_id = r->run_id;
+    s->by_key = s->full && !s->has_since && s->nrkey > 0 && !s->emit_only;
+    s->resume = s->by_key && c->write != ETL_WRITE_REPLACE && !r->o->dry_run;
+    if (s->resume && s->ckpt.resume_key && s->ckpt.resume_scan) {
+        s->after = etl_arena_alloc(&s->after_arena, s->nrkey * sizeof *s->after);
+        if (s->after && etl_key_values(s->ckpt.resume_key, strlen(s->ckpt.resume_key), s->read,
+                                       s->rkey, s->nrkey, &s->after_arena, s->after) == 0) {
+            s->resumed = 1;
+            s->scan_id = s->ckpt.resume_scan;
+            int t = s->ckpt.resume_max_type ? etl_type_from_name(s->ckpt.resume_max_type) : -1;
+            const char *mx = s->ckpt.resume_max;
+            if (mx && t == ETL_T_TIMESTAMP && etl_ts_parse(mx, strlen(mx), &ts) == 0)
+                s->resume_max = etl_ts(ts);
+            else if (mx && t == ETL_T_INT && etl_parse_i64(mx, &ts) == 0)
+                s->resume_max = etl_int(ts);
+            else if (mx && t >= ETL_T_NUMERIC && t <= ETL_T_JSON)
+                s->resume_max = etl_str((etl_type_t)t, mx, strlen(mx));
+        }
+    }
 }
 
 /* ------------------------------------------------------------ reader */
@@ -574,6 +623,8 @@ static int read_source(etl_run_t *r, etl_srt_t *s, etl_writer_t *w)
                                          : NULL;
     rd->req.since = s->has_since ? &s->since : NULL;
     rd->req.full = s->full;
+    rd->req.by_key = s->by_key;
+    rd->req.after = s->resumed ? s->after : NULL;
     rd->req.select = rd->select;
     rd->req.nselect = c->nselect;
     etl_emitter_init(&rd->em, r, s, q);
@@ -593,7 +644,10 @@ static int read_source(etl_run_t *r, etl_srt_t *s, etl_writer_t *w)
         etl_batch_t *b = etl_queue_pop(q);
         if (!b)
             break;
-        if (rc == 0 && (b->nrows || b->nrejects || b->has_ckpt) &&
+        /* a completed key-ordered scan always reaches the writer: it clears
+         * the resume point even when its last batch is empty */
+        if (rc == 0 && (b->nrows || b->nrejects || b->has_ckpt || b->has_resume ||
+                        (b->end && b->status == ETL_OK && s->by_key)) &&
             etl_writer_batch(w, b, 0) != 0) {
             rc = -1;
             etl_queue_abort(q); /* the reader's next push fails: it stops */
@@ -668,6 +722,7 @@ int etl_stream_run(etl_run_t *r, etl_srt_t *s)
         return -1;
     }
     plan_read(r, s);
+    s->fresh = etl_state_ledger_count(r->state, s->sid) == 0;
     s->deferred_before = etl_state_deferred_count(r->state, s->sid);
     if (s->deferred_before < 0 || prepare_sink(r, s) != 0) {
         if (!s->error)
@@ -682,9 +737,10 @@ int etl_stream_run(etl_run_t *r, etl_srt_t *s)
                  s->dir_name, s->read_name, etl_schema_col(s->read, (size_t)s->cursor_read)->name,
                  (int)n, t);
     } else {
-        etl_logf(r->log, ETL_LOG_INFO, "run", c->name, "%s: reading %s in full%s", s->dir_name,
-                 s->emit_only ? "(rows emitted by hooks)" : s->read_name,
-                 s->detect_deletes ? " (deletes detected)" : "");
+        etl_logf(r->log, ETL_LOG_INFO, "run", c->name, "%s: reading %s in full%s%s%s",
+                 s->dir_name, s->emit_only ? "(rows emitted by hooks)" : s->read_name,
+                 s->detect_deletes ? " (deletes detected)" : "",
+                 s->resumed ? ", resuming after key " : "", s->resumed ? s->ckpt.resume_key : "");
     }
     etl_writer_t *w = etl_writer_new(r, s);
     if (!w) {
@@ -724,6 +780,14 @@ finish:;
         if ((s->nkey && !s->has_since && etl_writer_delete_unseen(w) != 0) ||
             etl_writer_final_checkpoint(w) != 0)
             ok = 0;
+    }
+    if (ok && s->ckpt.resume_key && !s->by_key && !r->o->dry_run &&
+        (etl_state_begin(r->state) ||
+         etl_state_resume_put(r->state, r->pkey, c->name, s->dir_name, NULL, NULL, NULL, 0) ||
+         etl_state_commit(r->state))) {
+        etl_state_rollback(r->state);
+        etl_srt_fail(s, "%s", etl_state_error(r->state));
+        ok = 0;
     }
     etl_writer_free(w);
     if (ok)

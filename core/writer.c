@@ -293,32 +293,12 @@ static int check_fks(etl_writer_t *w, size_t i, const etl_value_t *row)
 /* Key rows for remove(): the key text split back into typed values. */
 static int key_row(etl_writer_t *w, const char *key, size_t klen, etl_value_t *out)
 {
+    static const int cols[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
     etl_srt_t *s = w->s;
-    size_t nk = etl_schema_ncols(s->keys);
-    const char *parts[16];
-    size_t lens[16];
-    int nulls[16] = {0};
-    if (nk == 0 || nk > 16 || (klen && key[0] == '~'))
+    if (klen && key[0] == '~')
         return -1; /* a fallback key names no sink row */
-    if (nk == 1) {
-        /* one column: the key text is the value itself, never escaped */
-        parts[0] = etl_arena_dup(&w->arena, key, klen);
-        lens[0] = klen;
-        if (!parts[0])
-            return -1;
-    } else if (etl_key_split(key, klen, &w->arena, parts, lens, nulls, nk) != (int)nk) {
-        return -1;
-    }
-    for (size_t k = 0; k < nk; k++) {
-        const char *why;
-        if (nulls[k])
-            out[k] = etl_null();
-        else if (value_from_text(parts[k], etl_schema_col(s->keys, k)->type, &out[k], &why) != 0)
-            out[k] = etl_text(parts[k], lens[k]);
-    }
-    return 0;
+    return etl_key_values(key, klen, s->keys, cols, etl_schema_ncols(s->keys), &w->arena, out);
 }
-
 
 /* ------------------------------------------------------------ identity */
 
@@ -784,11 +764,17 @@ static int state_writes(etl_writer_t *w, etl_batch_t *b, const etl_counts_t *del
             if (dead_letter(w, s->nkey ? key : NULL, w->werr[k] ? w->werr[k] : "write failed",
                             w->json.data))
                 return -1;
+            /* the source still has it: a full scan must not delete it */
+            if (s->detect_deletes && s->nkey &&
+                etl_state_ledger_seen(st, s->sid, key, w->klen[i], s->scan_id))
+                return -1;
             continue;
         }
         if (!s->nkey)
             continue;
-        if (etl_state_ledger_put(st, s->sid, key, w->klen[i], w->hash[i], r->run_id))
+        if ((w->cls[i] == C_CREATED
+                 ? etl_state_ledger_add(st, s->sid, key, w->klen[i], w->hash[i], s->scan_id)
+                 : etl_state_ledger_put(st, s->sid, key, w->klen[i], w->hash[i], s->scan_id)))
             return -1;
         if (w->deferred_live && etl_state_deferred_del(st, s->sid, key, w->klen[i]))
             return -1;
@@ -821,11 +807,11 @@ static int state_writes(etl_writer_t *w, etl_batch_t *b, const etl_counts_t *del
         switch (w->act[i]) {
         case A_ECHO:
         case A_KEPT:
-            if (etl_state_ledger_put(st, s->sid, key, w->klen[i], w->hash[i], r->run_id))
+            if (etl_state_ledger_put(st, s->sid, key, w->klen[i], w->hash[i], s->scan_id))
                 return -1;
             /* fall through */
         case A_UNCHANGED:
-            if (s->detect_deletes && etl_state_ledger_seen(st, s->sid, key, w->klen[i], r->run_id))
+            if (s->detect_deletes && etl_state_ledger_seen(st, s->sid, key, w->klen[i], s->scan_id))
                 return -1;
             if (w->deferred_live && etl_state_deferred_del(st, s->sid, key, w->klen[i]))
                 return -1;
@@ -835,7 +821,7 @@ static int state_writes(etl_writer_t *w, etl_batch_t *b, const etl_counts_t *del
             etl_row_json(&w->json, s->out, b->values + i * nc);
             if (etl_state_deferred_put(st, s->sid, key, w->klen[i], w->reason[i], w->json.data))
                 return -1;
-            if (s->detect_deletes && etl_state_ledger_seen(st, s->sid, key, w->klen[i], r->run_id))
+            if (s->detect_deletes && etl_state_ledger_seen(st, s->sid, key, w->klen[i], s->scan_id))
                 return -1;
             break;
         case A_FAIL:
@@ -854,6 +840,42 @@ static int state_writes(etl_writer_t *w, etl_batch_t *b, const etl_counts_t *del
     if (etl_state_counts_add(st, r->run_id, s->cfg->name, s->dir_name, delta))
         return -1;
     int64_t records = delta->created + delta->updated + delta->deleted;
+    if (move_ck && s->resume && b->has_resume && !(b->end && b->status == ETL_OK)) {
+        /* where this key-ordered scan resumes after a crash, and (in its
+         * first part) the greatest cursor read, which bounds the checkpoint */
+        static const int cols[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+        char mbuf[64];
+        const char *mtext = NULL, *mtype = NULL;
+        etl_buf_reset(&w->tmp);
+        if (s->nrkey > 16 || etl_row_key(&w->tmp, b->resume, cols, s->nrkey) != 0)
+            return 0; /* an unusable key: the scan will start over */
+        char *key = etl_strdup(w->tmp.data ? w->tmp.data : "");
+        const etl_value_t *mx = s->resumed ? &s->resume_max : b->has_smax ? &b->smax : NULL;
+        if (mx && mx->type != ETL_T_NULL) {
+            size_t ml = etl_value_text(mx, mbuf, sizeof mbuf, &mtext);
+            etl_buf_reset(&w->tmp);
+            etl_buf_add(&w->tmp, mtext, ml);
+            mtext = w->tmp.data;
+            mtype = etl_type_name(mx->type);
+        }
+        int rc = key ? etl_state_resume_put(st, r->pkey, s->cfg->name, s->dir_name, key, mtext,
+                                            mtype, s->scan_id)
+                     : -1;
+        free(key);
+        if (rc)
+            return -1;
+    }
+    if (move_ck && s->by_key && b->end && b->status == ETL_OK) {
+        /* the scan is complete: no resume point; a scan that was resumed
+         * moves the checkpoint no further than its first part read, as rows
+         * changed between the parts may have been passed by */
+        if ((s->resume || s->ckpt.resume_key) &&
+            etl_state_resume_put(st, r->pkey, s->cfg->name, s->dir_name, NULL, NULL, NULL, 0))
+            return -1;
+        if (s->resumed && s->resume_max.type != ETL_T_NULL && b->has_ckpt &&
+            s->resume_max.type == b->ckpt.type && etl_cursor_cmp(&s->resume_max, &b->ckpt) < 0)
+            b->ckpt = s->resume_max;
+    }
     if (move_ck && b->has_ckpt && s->cfg->write != ETL_WRITE_REPLACE) {
         char buf[64];
         const char *text;
@@ -868,6 +890,53 @@ static int state_writes(etl_writer_t *w, etl_batch_t *b, const etl_counts_t *del
 }
 
 /* ------------------------------------------------------------ batches */
+
+/* The fk check and the ledger's verdict for each row still to be written. */
+static int classify(etl_writer_t *w, etl_batch_t *b)
+{
+    etl_run_t *r = w->r;
+    etl_srt_t *s = w->s;
+    size_t n = b->nrows, nc = w->ncols;
+    int keyed = s->nkey > 0;
+    /* a first scan in key order whose keys only grew: nothing of it can be
+     * in the ledger yet, every key is new to it */
+    int fresh = s->fresh && b->ordered && !s->resumed;
+    for (size_t i = 0; i < n; i++) {
+        if (w->act[i] != A_WRITE)
+            continue;
+        const etl_value_t *row = b->values + i * nc;
+        if (s->nfk && !s->ident && check_fks(w, i, row) != 0)
+            return -1;
+        if (w->act[i] != A_WRITE || !keyed || fresh)
+            continue;
+        uint64_t h;
+        int found = etl_state_ledger_get(r->state, s->sid, key_of(w, i), w->klen[i], &h);
+        if (found < 0) {
+            etl_srt_fail(s, "%s", etl_state_error(r->state));
+            return -1;
+        }
+        if (found && h == 0) {
+            /* an echo mark: unchanged if this is what the other direction wrote */
+            char *mark = NULL;
+            if (etl_state_echo_get(r->state, s->sid, key_of(w, i), w->klen[i], &mark) < 0) {
+                etl_srt_fail(s, "%s", etl_state_error(r->state));
+                return -1;
+            }
+            int echo = mark && (s->cursor_out < 0 || same_cursor(&row[s->cursor_out], mark));
+            free(mark);
+            w->cls[i] = echo ? C_UNCHANGED : C_UPDATED;
+            if (echo && s->cfg->write != ETL_WRITE_REPLACE)
+                w->act[i] = A_ECHO;
+            continue;
+        }
+        w->cls[i] = !found ? C_CREATED : h == w->hash[i] ? C_UNCHANGED : C_UPDATED;
+        if (w->cls[i] == C_UNCHANGED && s->cfg->write != ETL_WRITE_REPLACE)
+            w->act[i] = A_UNCHANGED;
+    }
+    return 0;
+}
+
+
 
 int etl_writer_batch(etl_writer_t *w, etl_batch_t *b, int retry_deferred)
 {
@@ -933,39 +1002,15 @@ int etl_writer_batch(etl_writer_t *w, etl_batch_t *b, int retry_deferred)
         }
     }
 
-    /* 2. fk check, then the ledger */
-    for (size_t i = 0; i < n; i++) {
-        if (w->act[i] != A_WRITE)
-            continue;
-        const etl_value_t *row = b->values + i * nc;
-        if (s->nfk && !s->ident && check_fks(w, i, row) != 0)
-            return -1;
-        if (w->act[i] != A_WRITE || !keyed)
-            continue;
-        uint64_t h;
-        int found = etl_state_ledger_get(r->state, s->sid, key_of(w, i), w->klen[i], &h);
-        if (found < 0) {
-            etl_srt_fail(s, "%s", etl_state_error(r->state));
-            return -1;
-        }
-        if (found && h == 0) {
-            /* an echo mark: unchanged if this is what the other direction wrote */
-            char *mark = NULL;
-            if (etl_state_echo_get(r->state, s->sid, key_of(w, i), w->klen[i], &mark) < 0) {
-                etl_srt_fail(s, "%s", etl_state_error(r->state));
-                return -1;
-            }
-            int echo = mark && (s->cursor_out < 0 || same_cursor(&row[s->cursor_out], mark));
-            free(mark);
-            w->cls[i] = echo ? C_UNCHANGED : C_UPDATED;
-            if (echo && s->cfg->write != ETL_WRITE_REPLACE)
-                w->act[i] = A_ECHO;
-            continue;
-        }
-        w->cls[i] = !found ? C_CREATED : h == w->hash[i] ? C_UNCHANGED : C_UPDATED;
-        if (w->cls[i] == C_UNCHANGED && s->cfg->write != ETL_WRITE_REPLACE)
-            w->act[i] = A_UNCHANGED;
+    /* 2. fk check, then the ledger, in one read transaction */
+    if (etl_state_read_begin(r->state) != 0) {
+        etl_srt_fail(s, "%s", etl_state_error(r->state));
+        return -1;
     }
+    int crc = classify(w, b);
+    etl_state_read_end(r->state);
+    if (crc != 0)
+        return -1;
     if (s->rs && keyed && resolve_conflicts(w, b) != 0)
         return -1;
 
@@ -1092,7 +1137,7 @@ int etl_writer_delete_unseen(etl_writer_t *w)
     int rc = 0, replace = s->cfg->write == ETL_WRITE_REPLACE;
     for (;;) {
         etl_batch_reset(b);
-        int got = etl_state_ledger_unseen(r->state, s->sid, r->run_id,
+        int got = etl_state_ledger_unseen(r->state, s->sid, s->scan_id,
                                           u.lastlen ? u.last : NULL, u.lastlen, 500,
                                           collect_unseen, &u);
         if (got < 0) {

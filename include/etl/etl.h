@@ -136,6 +136,13 @@ typedef struct etl_read {
     int full;                   /* a full scan was asked for */
     const char *const *select;  /* plugin options of the stream: name, value, name, value... */
     size_t nselect;
+    /* A full scan in key order: rows sorted by the schema's ETL_COL_KEY
+     * columns (ascending, bytewise for text), starting after `after` (one
+     * value per key column, in schema order) when it is not NULL. The core
+     * checks the order it receives and only resumes scans that kept it; a
+     * source that cannot sort by key may ignore both fields. */
+    int by_key;
+    const etl_value_t *after;
 } etl_read_t;
 
 /* Looks a per-stream `select:` option up; NULL when absent. */

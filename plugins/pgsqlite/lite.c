@@ -58,7 +58,7 @@ etl_status_t lite_open(etl_ctx_t *ctx, const char *path, int sink, lite_t **out)
     sqlite3_busy_timeout(l->db, 30000);
     sqlite3_extended_result_codes(l->db, 1);
     if (sink)
-        sqlite3_exec(l->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-16384;", NULL, NULL, NULL);
+        sqlite3_exec(l->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-16384; PRAGMA wal_autocheckpoint=16384;", NULL, NULL, NULL);
     /* fail now, not at the first read, when the file is not a database */
     if (sqlite3_exec(l->db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL) != SQLITE_OK) {
         etl_status_t st = etl_fail(ctx, ETL_ERR_CONFIG, "%s is not a usable SQLite database: %s",

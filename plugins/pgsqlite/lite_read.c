@@ -117,7 +117,33 @@ etl_status_t lite_read(lite_t *l, etl_ctx_t *ctx, const etl_read_t *req, etl_emi
     }
     sb_add(&b, " FROM ");
     sb_ident(&b, req->stream);
-    if (cursor >= 0 && req->since) {
+    size_t nkey = 0;
+    if (req->by_key) {
+        /* a full scan in key order, after a resume point: (k1, k2) > (?1, ?2) */
+        for (size_t i = 0; i < n; i++)
+            nkey += (etl_schema_col(sc, i)->flags & ETL_COL_KEY) != 0;
+        if (req->after && nkey) {
+            sb_add(&b, " WHERE (");
+            for (size_t i = 0, k = 0; i < n; i++) {
+                if (!(etl_schema_col(sc, i)->flags & ETL_COL_KEY))
+                    continue;
+                sb_add(&b, k++ ? ", " : "");
+                sb_ident(&b, etl_schema_col(sc, i)->name);
+            }
+            sb_add(&b, ") > (");
+            for (size_t k = 0; k < nkey; k++)
+                sb_printf(&b, "%s?%zu", k ? ", " : "", k + 1);
+            sb_add(&b, ")");
+        }
+        sb_add(&b, " ORDER BY ");
+        for (size_t i = 0, k = 0; i < n; i++) {
+            if (!(etl_schema_col(sc, i)->flags & ETL_COL_KEY))
+                continue;
+            sb_add(&b, k++ ? ", " : "");
+            sb_ident(&b, etl_schema_col(sc, i)->name);
+        }
+        cursor = -1; /* no checkpoints along the way: the order is not the cursor's */
+    } else if (cursor >= 0 && req->since) {
         sb_add(&b, " WHERE ");
         sb_ident(&b, req->cursor);
         sb_add(&b, " >= ?1");
@@ -146,7 +172,10 @@ etl_status_t lite_read(lite_t *l, etl_ctx_t *ctx, const etl_read_t *req, etl_emi
         st = lite_fail(l, ctx, "read");
         goto done;
     }
-    if (cursor >= 0 && req->since)
+    if (req->by_key && req->after)
+        for (size_t k = 0; k < nkey; k++)
+            lite_bind(q, (int)k + 1, &req->after[k]);
+    else if (cursor >= 0 && req->since)
         bind_since(l, q, req);
     etl_log(ctx, ETL_LOG_DEBUG, "%s", sb_str(&b));
     int rc;

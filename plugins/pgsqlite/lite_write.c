@@ -26,7 +26,8 @@ struct lite_stream {
     size_t ncols;
     unsigned char *use;  /* per schema column: written */
     unsigned char *key;  /* per schema column: part of the key */
-    sqlite3_stmt *ins, *upd, *del;
+    sqlite3_stmt *ins, *upd, *del, *has;
+    sqlite3_stmt *diff; /* does the stored row differ? (newer rules refuse some updates) */
     size_t nkeys;
     int soft;            /* deletes set a column instead of removing the row */
     const etl_schema_t *schema; /* the core's, alive until finish() */
@@ -267,20 +268,27 @@ static etl_status_t build_statements(lite_t *l, etl_ctx_t *ctx, lite_stream_t *s
         sb_printf(&b, "%s?%zu", k++ ? ", " : "", i + 1);
     }
     sb_add(&b, ")");
-    if (s->mode != ETL_WRITE_APPEND && s->nkeys) {
-        sb_add(&b, " ON CONFLICT (");
+    /* a plain INSERT: SQLite appends in place (an UPSERT would not), and a
+     * key that exists already fails fast and takes the UPDATE path */
+    etl_status_t st = prepare_stmt(l, ctx, &b, &s->ins);
+    if (st != ETL_OK)
+        goto done;
+    if (s->nkeys) {
+        sb_reset(&b);
+        sb_add(&b, "SELECT 1 FROM ");
+        sb_ident(&b, s->target);
+        sb_add(&b, " WHERE ");
         for (size_t i = 0, k = 0; i < s->ncols; i++) {
             if (!s->key[i])
                 continue;
             if (k++)
-                sb_add(&b, ", ");
+                sb_add(&b, " AND ");
             sb_ident(&b, etl_schema_col(sc, i)->name);
+            sb_printf(&b, " = ?%zu", i + 1);
         }
-        sb_add(&b, ") DO NOTHING");
+        if ((st = prepare_stmt(l, ctx, &b, &s->has)) != ETL_OK)
+            goto done;
     }
-    etl_status_t st = prepare_stmt(l, ctx, &b, &s->ins);
-    if (st != ETL_OK)
-        goto done;
 
     /* UPDATE ... WHERE key AND something differs [AND the incoming row is newer] */
     int can_update = s->nkeys && s->conflict != ETL_CONFLICT_SINK &&
@@ -309,16 +317,18 @@ static etl_status_t build_statements(lite_t *l, etl_ctx_t *ctx, lite_stream_t *s
         sb_ident(&b, spec->soft_delete);
         sb_add(&b, " = NULL");
     }
-    sb_add(&b, " WHERE ");
+    /* the row of this key, where something differs */
+    sqlbuf_t cond;
+    sb_init(&cond);
     for (size_t i = 0, k = 0; i < s->ncols; i++) {
         if (!s->key[i])
             continue;
         if (k++)
-            sb_add(&b, " AND ");
-        sb_ident(&b, etl_schema_col(sc, i)->name);
-        sb_printf(&b, " = ?%zu", i + 1);
+            sb_add(&cond, " AND ");
+        sb_ident(&cond, etl_schema_col(sc, i)->name);
+        sb_printf(&cond, " = ?%zu", i + 1);
     }
-    sb_add(&b, " AND (");
+    sb_add(&cond, " AND (");
     size_t ndiff = 0;
     for (size_t i = 0; i < s->ncols; i++) {
         const char *name = etl_schema_col(sc, i)->name;
@@ -328,19 +338,22 @@ static etl_status_t build_statements(lite_t *l, etl_ctx_t *ctx, lite_stream_t *s
         if (!s->use[i] || s->key[i] || kept)
             continue;
         if (ndiff++)
-            sb_add(&b, " OR ");
-        sb_ident(&b, name);
-        sb_printf(&b, " IS NOT ?%zu", i + 1);
+            sb_add(&cond, " OR ");
+        sb_ident(&cond, name);
+        sb_printf(&cond, " IS NOT ?%zu", i + 1);
     }
     if (soft_extra && s->soft) {
-        sb_add(&b, ndiff++ ? " OR " : "");
-        sb_ident(&b, spec->soft_delete);
-        sb_add(&b, " IS NOT NULL");
+        sb_add(&cond, ndiff++ ? " OR " : "");
+        sb_ident(&cond, spec->soft_delete);
+        sb_add(&cond, " IS NOT NULL");
     }
-    sb_add(&b, ")");
+    sb_add(&cond, ")");
+    sb_add(&b, " WHERE ");
+    sb_add(&b, sb_str(&cond));
     int cursor = spec->cursor ? etl_schema_find(sc, spec->cursor) : -1;
-    if ((s->conflict == ETL_CONFLICT_NEWER || s->conflict == ETL_CONFLICT_NEWER_OR_EQUAL) &&
-        cursor >= 0 && s->use[cursor]) {
+    int newer = (s->conflict == ETL_CONFLICT_NEWER || s->conflict == ETL_CONFLICT_NEWER_OR_EQUAL) &&
+                cursor >= 0 && s->use[cursor];
+    if (newer) {
         /* newer wins; a tie keeps the row already here, or goes to the
          * incoming one when it comes from the pipeline's sink: end */
         sb_add(&b, " AND (");
@@ -349,7 +362,21 @@ static etl_status_t build_statements(lite_t *l, etl_ctx_t *ctx, lite_stream_t *s
         sb_ident(&b, spec->cursor);
         sb_printf(&b, " %s ?%d)", s->conflict == ETL_CONFLICT_NEWER ? "<" : "<=", cursor + 1);
     }
-    if (can_update && nset && ndiff && (st = prepare_stmt(l, ctx, &b, &s->upd)) != ETL_OK)
+    if (can_update && nset && ndiff && (st = prepare_stmt(l, ctx, &b, &s->upd)) != ETL_OK) {
+        sb_free(&cond);
+        goto done;
+    }
+    if (s->upd && newer) {
+        /* a row the UPDATE left alone was identical, or refused as older */
+        sb_reset(&b);
+        sb_add(&b, "SELECT 1 FROM ");
+        sb_ident(&b, s->target);
+        sb_add(&b, " WHERE ");
+        sb_add(&b, sb_str(&cond));
+        st = prepare_stmt(l, ctx, &b, &s->diff);
+    }
+    sb_free(&cond);
+    if (st != ETL_OK)
         goto done;
 
     /* deletes: by the key columns, numbered ?1.. in key order */
@@ -393,6 +420,8 @@ static void stream_free(lite_stream_t *s)
     sqlite3_finalize(s->ins);
     sqlite3_finalize(s->upd);
     sqlite3_finalize(s->del);
+    sqlite3_finalize(s->has);
+    sqlite3_finalize(s->diff);
     free(s->table);
     free(s->target);
     free(s->use);
@@ -587,21 +616,44 @@ static int row_error(lite_t *l)
            code == SQLITE_RANGE;
 }
 
+/* Whether the row's key is in the table (the key columns are bound). */
+static int key_exists(lite_stream_t *s, const etl_value_t *row)
+{
+    if (!s->has)
+        return 0;
+    bind_row(s, s->has, row);
+    int rc = sqlite3_step(s->has);
+    sqlite3_reset(s->has);
+    return rc == SQLITE_ROW;
+}
+
+/* A key conflict (the row is there) rather than another constraint. */
+static int key_conflict(lite_t *l)
+{
+    int code = sqlite3_extended_errcode(l->db);
+    return code == SQLITE_CONSTRAINT_PRIMARYKEY || code == SQLITE_CONSTRAINT_UNIQUE ||
+           code == SQLITE_CONSTRAINT_ROWID;
+}
+
 etl_status_t lite_write(lite_t *l, etl_ctx_t *ctx, lite_stream_t *s, etl_rows_t *rows)
 {
+    char why[512];
     for (size_t i = 0; i < rows->nrows; i++) {
         const etl_value_t *row = etl_rows_row(rows, i);
         bind_row(s, s->ins, row);
         int rc = sqlite3_step(s->ins);
         sqlite3_reset(s->ins);
-        if (rc != SQLITE_DONE) {
-            if (!row_error(l))
-                return lite_fail(l, ctx, "insert");
-            etl_rows_fail(rows, i, "%s", sqlite3_errmsg(l->db));
+        if (rc == SQLITE_DONE) {
+            rows->outcome[i] = ETL_OUT_CREATED;
             continue;
         }
-        if (sqlite3_changes(l->db) == 1) {
-            rows->outcome[i] = ETL_OUT_CREATED;
+        if (!row_error(l))
+            return lite_fail(l, ctx, "insert");
+        snprintf(why, sizeof why, "%s", sqlite3_errmsg(l->db));
+        /* another constraint, or a key conflict where the key is not there
+         * (a unique column beside it): the row fails */
+        if (s->mode == ETL_WRITE_APPEND || !key_conflict(l) || !key_exists(s, row)) {
+            etl_rows_fail(rows, i, "%s", why);
             continue;
         }
         if (!s->upd) {
@@ -619,7 +671,18 @@ etl_status_t lite_write(lite_t *l, etl_ctx_t *ctx, lite_stream_t *s, etl_rows_t 
             etl_rows_fail(rows, i, "%s", sqlite3_errmsg(l->db));
             continue;
         }
-        rows->outcome[i] = sqlite3_changes(l->db) ? ETL_OUT_UPDATED : ETL_OUT_UNCHANGED;
+        if (sqlite3_changes(l->db)) {
+            rows->outcome[i] = ETL_OUT_UPDATED;
+            continue;
+        }
+        /* no change: identical, or a different row kept by the conflict rule */
+        rows->outcome[i] = ETL_OUT_UNCHANGED;
+        if (s->diff) {
+            bind_row(s, s->diff, row);
+            if (sqlite3_step(s->diff) == SQLITE_ROW)
+                rows->outcome[i] = ETL_OUT_SKIPPED;
+            sqlite3_reset(s->diff);
+        }
     }
     return ETL_OK;
 }
@@ -719,7 +782,9 @@ etl_status_t lite_finish(lite_t *l, etl_ctx_t *ctx, lite_stream_t *s, int ok)
         sqlite3_finalize(s->ins);
         sqlite3_finalize(s->upd);
         sqlite3_finalize(s->del);
-        s->ins = s->upd = s->del = NULL;
+        sqlite3_finalize(s->has);
+        sqlite3_finalize(s->diff);
+        s->ins = s->upd = s->del = s->has = s->diff = NULL;
         if (ok) {
             st = swap_in(l, ctx, s);
         }

@@ -81,6 +81,19 @@ static void add_literal(pg_t *p, sqlbuf_t *b, const etl_value_t *v)
     PQfreemem(lit);
 }
 
+/* Whether a column's type sorts by collation (text, varchar, char): those
+ * are ordered bytewise with COLLATE "C", as the core compares keys. */
+static int collatable(const etl_column_t *c)
+{
+    static const char *const kinds[] = {"text", "character", "varchar", "char", "bpchar", "name"};
+    if (c->type != ETL_T_TEXT || !c->native)
+        return 0;
+    for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++)
+        if (strncmp(c->native, kinds[i], strlen(kinds[i])) == 0)
+            return 1;
+    return 0;
+}
+
 static etl_status_t parse_row(etl_ctx_t *ctx, const etl_schema_t *sc, char *line, size_t len,
                               etl_value_t *row)
 {
@@ -166,7 +179,44 @@ etl_status_t pg_read(pg_t *p, etl_ctx_t *ctx, const etl_read_t *req, etl_emitter
     }
     sb_add(&b, " FROM ");
     sb_qualified(&b, p, req->stream);
-    if (cursor >= 0 && req->since) {
+    if (req->by_key) {
+        /* a full scan in key order (text bytewise, as the core checks it),
+         * after a resume point when there is one */
+        if (req->after) {
+            sb_add(&b, " WHERE (");
+            size_t k = 0;
+            for (size_t i = 0; i < n; i++) {
+                const etl_column_t *c = etl_schema_col(sc, i);
+                if (!(c->flags & ETL_COL_KEY))
+                    continue;
+                sb_add(&b, k++ ? ", " : "");
+                sb_ident(&b, c->name);
+                if (collatable(c))
+                    sb_add(&b, " COLLATE \"C\"");
+            }
+            sb_add(&b, ") > (");
+            for (size_t i = 0, j = 0; i < n; i++) {
+                const etl_column_t *c = etl_schema_col(sc, i);
+                if (!(c->flags & ETL_COL_KEY))
+                    continue;
+                sb_add(&b, j ? ", " : "");
+                add_literal(p, &b, &req->after[j++]);
+            }
+            sb_add(&b, ")");
+        }
+        sb_add(&b, " ORDER BY ");
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            const etl_column_t *c = etl_schema_col(sc, i);
+            if (!(c->flags & ETL_COL_KEY))
+                continue;
+            sb_add(&b, k++ ? ", " : "");
+            sb_ident(&b, c->name);
+            if (collatable(c))
+                sb_add(&b, " COLLATE \"C\"");
+        }
+        cursor = -1; /* no checkpoints along the way: the order is not the cursor's */
+    } else if (cursor >= 0 && req->since) {
         sb_add(&b, " WHERE ");
         sb_ident(&b, req->cursor);
         sb_add(&b, " >= ");

@@ -26,6 +26,7 @@ struct pg_stream {
     size_t nkeys;
     char **names; /* column names, schema order */
     char *copy_sql, *merge_sql, *del_sql;
+    char *diff_sql; /* newer rules: staged rows the merge left alone that differ */
     int soft;
     sqlbuf_t line; /* COPY data being built */
     const etl_schema_t *schema; /* the core's, alive until finish() */
@@ -175,6 +176,7 @@ static void stream_free(pg_stream_t *s)
     free(s->copy_sql);
     free(s->merge_sql);
     free(s->del_sql);
+    free(s->diff_sql);
     sb_free(&s->line);
     free(s);
 }
@@ -292,6 +294,35 @@ static etl_status_t build_sql(pg_t *p, etl_ctx_t *ctx, pg_stream_t *s,
             if ((spec->conflict == ETL_CONFLICT_NEWER ||
                  spec->conflict == ETL_CONFLICT_NEWER_OR_EQUAL) &&
                 cur >= 0 && s->use[cur]) {
+                /* rows the rule refused differ from what they met: SKIPPED,
+                 * where identical ones are UNCHANGED */
+                sqlbuf_t d;
+                sb_init(&d);
+                sb_add(&d, "SELECT st._etl_row FROM ");
+                sb_ident(&d, s->stage);
+                sb_add(&d, " st JOIN ");
+                sb_qualified(&d, p, s->target);
+                sb_add(&d, " t ON ");
+                for (size_t i = 0, kk = 0; i < s->ncols; i++) {
+                    if (!s->key[i])
+                        continue;
+                    sb_add(&d, kk++ ? " AND " : "");
+                    sb_add(&d, "t.");
+                    sb_ident(&d, s->names[i]);
+                    sb_add(&d, " = st.");
+                    sb_ident(&d, s->names[i]);
+                }
+                sb_add(&d, " WHERE ROW(");
+                sb_add(&d, sb_str(&old));
+                sb_add(&d, ") IS DISTINCT FROM ROW(");
+                for (size_t i = 0, kk = 0; i < s->ncols; i++) {
+                    if (!s->use[i] || s->key[i] || kept(spec, s->names[i]))
+                        continue;
+                    sb_add(&d, kk++ ? ", st." : "st.");
+                    sb_ident(&d, s->names[i]);
+                }
+                sb_add(&d, ")");
+                s->diff_sql = take(&d);
                 sb_add(&b, " AND (t.");
                 sb_ident(&b, spec->cursor);
                 sb_add(&b, " IS NULL OR t.");
@@ -670,6 +701,20 @@ static etl_status_t merge(pg_t *p, etl_ctx_t *ctx, pg_stream_t *s, etl_rows_t *r
             rows->outcome[i] = PQgetvalue(r, k, 1)[0] == 't' ? ETL_OUT_CREATED : ETL_OUT_UPDATED;
     }
     PQclear(r);
+    if (s->diff_sql) {
+        r = PQexec(p->conn, s->diff_sql);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            st = pg_fail(p, ctx, r, "conflict check");
+            PQclear(r);
+            return st;
+        }
+        for (int k = 0; k < PQntuples(r); k++) {
+            size_t i = (size_t)strtoull(PQgetvalue(r, k, 0), NULL, 10);
+            if (i >= from && i < to && rows->outcome[i] == ETL_OUT_UNCHANGED)
+                rows->outcome[i] = ETL_OUT_SKIPPED;
+        }
+        PQclear(r);
+    }
     sqlbuf_t b;
     sb_init(&b);
     sb_add(&b, "TRUNCATE ");

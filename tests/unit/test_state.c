@@ -147,8 +147,8 @@ static void test_open_creates_and_migrates(void **state)
     assert_string_equal(etl_state_file(f->st), f->file);
     assert_string_equal(q1(f->st, "SELECT value FROM etl_meta WHERE key='schema_version'", NULL,
                            NULL),
-                        "2");
-    assert_int_equal(ETL_STATE_SCHEMA_VERSION, 2);
+                        "4");
+    assert_int_equal(ETL_STATE_SCHEMA_VERSION, 4);
     /* version 2 added echo marks to the ledger */
     assert_string_equal(q1(f->st, "SELECT count(*) FROM pragma_table_info('ledger') WHERE"
                                   " name='echo'", NULL, NULL),
@@ -203,7 +203,7 @@ static void test_reopen_is_idempotent(void **state)
     assert_string_equal(q1(f->st, "SELECT count(*) FROM etl_meta", NULL, NULL), "1");
     assert_string_equal(q1(f->st, "SELECT value FROM etl_meta WHERE key='schema_version'", NULL,
                            NULL),
-                        "2");
+                        "4");
     assert_int_equal(sid_of(f->st, "pos", "orders", "forward"), sid);
     etl_checkpoint_t c;
     assert_int_equal(etl_state_checkpoint_get(f->st, "pos", "orders", "forward", &c), 0);
@@ -221,6 +221,14 @@ static void test_version_1_store_is_migrated(void **state)
     sqlite3 *db;
     assert_int_equal(sqlite3_open(f->file, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, "ALTER TABLE ledger DROP COLUMN echo;"
+                                      " ALTER TABLE checkpoints DROP COLUMN resume_key;"
+                                      " ALTER TABLE checkpoints DROP COLUMN resume_max;"
+                                      " ALTER TABLE checkpoints DROP COLUMN resume_max_type;"
+                                      " ALTER TABLE checkpoints DROP COLUMN resume_scan;"
+                                      " INSERT INTO etl_streams(id, pipeline, stream, direction)"
+                                      " VALUES (7, 'p', 's', 'forward');"
+                                      " INSERT INTO ledger(sid, key, hash, seen) VALUES"
+                                      " (7, '42', 5, 1), (7, 'x', 6, 1), (7, '007', 8, 1);"
                                       " UPDATE etl_meta SET value='1' WHERE key='schema_version'",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
@@ -230,10 +238,23 @@ static void test_version_1_store_is_migrated(void **state)
     assert_non_null(f->st);
     assert_string_equal(q1(f->st, "SELECT value FROM etl_meta WHERE key='schema_version'", NULL,
                            NULL),
-                        "2");
+                        "4");
     assert_string_equal(q1(f->st, "SELECT count(*) FROM pragma_table_info('ledger') WHERE"
                                   " name='echo'", NULL, NULL),
                         "1");
+    /* version 3 stores integer keys as integers; the others stay text */
+    assert_string_equal(q1(f->st, "SELECT group_concat(typeof(key) || ':' || key, ',') FROM"
+                                  " (SELECT key FROM ledger WHERE sid=7 ORDER BY key)", NULL, NULL),
+                        "integer:42,text:007,text:x");
+    uint64_t h = 0;
+    assert_int_equal(etl_state_ledger_get(f->st, 7, "42", 2, &h), 1);
+    assert_int_equal(h, 5);
+    assert_int_equal(etl_state_ledger_get(f->st, 7, "007", 3, &h), 1);
+    assert_int_equal(h, 8);
+    /* version 4 added the resume point of key-ordered scans */
+    assert_string_equal(q1(f->st, "SELECT count(*) FROM pragma_table_info('checkpoints') WHERE"
+                                  " name LIKE 'resume_%'", NULL, NULL),
+                        "4");
 }
 
 static void test_future_schema_version_is_refused(void **state)
@@ -251,7 +272,7 @@ static void test_future_schema_version_is_refused(void **state)
     assert_null(etl_state_open(f->url, err, sizeof err));
     assert_non_null(strstr(err, f->file));
     assert_non_null(strstr(err, "schema version 7"));
-    assert_non_null(strstr(err, "newer than this etl (2)"));
+    assert_non_null(strstr(err, "newer than this etl (4)"));
     assert_non_null(strstr(err, "upgrade etl"));
     /* nothing was changed by the refusal */
     assert_int_equal(sqlite3_open(f->file, &db), SQLITE_OK);
