@@ -142,6 +142,7 @@ static void stream_free(etl_stream_cfg_t *s)
     etl_cfg_strlist_free(&s->fallback_key);
     free(s->cursor);
     free(s->deletes_column);
+    free(s->deletes_value);
     etl_cfg_pairs_free(s->rename, s->nrename);
     etl_cfg_strlist_free(&s->local_only);
     etl_cfg_strlist_free(&s->exclude);
@@ -601,15 +602,17 @@ static int parse_deletes(etl_cfg_t *c, yaml_node_t *n, const char *where, etl_st
     int mode;
     free(st->deletes_column);
     st->deletes_column = NULL;
+    free(st->deletes_value);
+    st->deletes_value = NULL;
     if (n->type == YAML_SCALAR_NODE) {
         if (etl_cfg_enum(c, n, "deletes", deletes_names, ETL_ARRAY_LEN(deletes_names), &mode) != 0)
             return -1;
     } else if (n->type == YAML_MAPPING_NODE) {
-        static const char *const keys[] = {"mode", "column"};
-        yaml_node_t *v[2];
+        static const char *const keys[] = {"mode", "column", "value"};
+        yaml_node_t *v[3];
         char w[300];
         snprintf(w, sizeof w, " in deletes%s", where);
-        if (etl_cfg_map(c, n, "deletes", w, keys, 2, v, NULL) != 0)
+        if (etl_cfg_map(c, n, "deletes", w, keys, 3, v, NULL) != 0)
             return -1;
         if (!v[0])
             return missing(c, n, "mode", w, "mode: soft, hard or ignore");
@@ -620,6 +623,13 @@ static int parse_deletes(etl_cfg_t *c, yaml_node_t *n, const char *where, etl_st
                 return etl_cfg_fail(c, v[1]->start_mark, "mode: soft with a column",
                                     "'column'%s only applies to soft deletes", w);
             if (etl_cfg_str_set(c, v[1], "column", EXPECT_COLUMN, &st->deletes_column) != 0)
+                return -1;
+        }
+        if (v[2]) {
+            if (mode != ETL_DELETES_SOFT)
+                return etl_cfg_fail(c, v[2]->start_mark, "mode: soft with a value",
+                                    "'value'%s only applies to soft deletes", w);
+            if (etl_cfg_str_set(c, v[2], "value", "a value, e.g. INACTIVE", &st->deletes_value) != 0)
                 return -1;
         }
     } else {
@@ -945,6 +955,8 @@ static int apply_defaults(etl_cfg_t *c, stream_build_t *b, const stream_build_t 
     if (from & (1u << SK_DELETES)) {
         s->deletes = ds->deletes;
         if (ds->deletes_column && !(s->deletes_column = etl_strdup(ds->deletes_column)))
+            return etl_cfg_oom(c);
+        if (ds->deletes_value && !(s->deletes_value = etl_strdup(ds->deletes_value)))
             return etl_cfg_oom(c);
     }
     if ((from & (1u << SK_KEY)) && etl_cfg_strlist_copy(&s->key, &ds->key) != 0)

@@ -122,6 +122,7 @@ typedef struct etl_stream_cfg {
     etl_conflict_t conflict;     /* default source */
     etl_deletes_t deletes;       /* default ignore */
     char *deletes_column;        /* soft deletes: the column; default deleted_at */
+    char *deletes_value;         /* soft deletes: the value set; NULL = the time of the delete */
     etl_pair_t *rename;          /* source column -> sink column */
     size_t nrename;
     etl_strlist_t local_only;

@@ -123,7 +123,9 @@ static etl_status_t seal(etl_emitter_t *em)
     if (!b)
         return ETL_OK;
     em->cur = NULL;
-    if (em->have_ck && !em->replay)
+    /* a scan that keeps key order moves the checkpoint only at its end; a
+     * source that read otherwise keeps the checkpoints it stated */
+    if (em->have_ck && !em->replay && !(em->s->by_key && !em->unordered))
         attach_checkpoint(em, b, &em->ck);
     attach_resume(em, b);
     b->ordered = em->s->by_key && !em->unordered && !em->replay;
@@ -322,8 +324,8 @@ etl_status_t etl_emit_checkpoint(etl_emitter_t *em, const etl_value_t *cursor)
 {
     if (em->failed)
         return em->failed;
-    if (!cursor || cursor->type == ETL_T_NULL || em->s->by_key)
-        return ETL_OK; /* in key order only the end of the scan says where the cursor is */
+    if (!cursor || cursor->type == ETL_T_NULL)
+        return ETL_OK;
     hold(&em->ck, &em->ck_buf, cursor);
     em->have_ck = 1;
     /* a source that pages slowly still gets its progress committed */

@@ -701,6 +701,7 @@ static int prepare_sink(etl_run_t *r, etl_srt_t *s)
         .soft_delete = c->deletes == ETL_DELETES_SOFT ? c->deletes_column : NULL,
         .create = 1,
         .assigned_pk = s->ident && s->dir == ETL_DIR_FORWARD ? s->idcfg->sink_pk : NULL,
+        .soft_delete_value = c->deletes == ETL_DELETES_SOFT ? c->deletes_value : NULL,
     };
     e->sink_ctx->stream = c->name;
     e->sink_ctx->err[0] = '\0';

@@ -207,6 +207,9 @@ typedef struct etl_sink_stream {
      * sink; a created table gets it as an auto-assigned primary key and a
      * unique key on the schema's key columns. NULL otherwise. */
     const char *assigned_pk;
+    /* Soft deletes set `soft_delete` to this text (e.g. "INACTIVE"); NULL:
+     * to the time of the delete. A row that comes back gets NULL again. */
+    const char *soft_delete_value;
 } etl_sink_stream_t;
 
 typedef struct etl_sink_ops {

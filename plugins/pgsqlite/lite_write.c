@@ -30,6 +30,7 @@ struct lite_stream {
     sqlite3_stmt *diff; /* does the stored row differ? (newer rules refuse some updates) */
     size_t nkeys;
     int soft;            /* deletes set a column instead of removing the row */
+    char *soft_value;    /* ... to this text, or to the time of the delete */
     const etl_schema_t *schema; /* the core's, alive until finish() */
 };
 
@@ -402,9 +403,13 @@ static etl_status_t build_statements(lite_t *l, etl_ctx_t *ctx, lite_stream_t *s
             sb_printf(&b, " = ?%zu", ++k);
         }
         if (s->soft) {
+            /* once: a row already marked keeps its mark (and its time) */
             sb_add(&b, " AND ");
             sb_ident(&b, spec->soft_delete);
-            sb_add(&b, " IS NULL");
+            if (spec->soft_delete_value)
+                sb_printf(&b, " IS NOT ?%zu", s->nkeys + 1);
+            else
+                sb_add(&b, " IS NULL");
         }
         st = prepare_stmt(l, ctx, &b, &s->del);
     }
@@ -426,6 +431,7 @@ static void stream_free(lite_stream_t *s)
     free(s->target);
     free(s->use);
     free(s->key);
+    free(s->soft_value);
     free(s);
 }
 
@@ -503,6 +509,8 @@ etl_status_t lite_prepare(lite_t *l, etl_ctx_t *ctx, const etl_sink_stream_t *sp
     }
     if (spec->soft_delete) {
         s->soft = 1;
+        if (spec->soft_delete_value && !(s->soft_value = strdup(spec->soft_delete_value)))
+            goto nomem;
         if (etl_schema_find(sc, spec->soft_delete) < 0 && exists &&
             etl_schema_find(have, spec->soft_delete) < 0) {
             if (!create) {
@@ -516,7 +524,7 @@ etl_status_t lite_prepare(lite_t *l, etl_ctx_t *ctx, const etl_sink_stream_t *sp
             sb_ident(&b, spec->table);
             sb_add(&b, " ADD COLUMN ");
             sb_ident(&b, spec->soft_delete);
-            sb_add(&b, " TIMESTAMP");
+            sb_add(&b, spec->soft_delete_value ? " TEXT" : " TIMESTAMP");
             st = exec(l, ctx, sb_str(&b), "add soft-delete column");
             sb_free(&b);
             if (st != ETL_OK)
@@ -529,7 +537,7 @@ etl_status_t lite_prepare(lite_t *l, etl_ctx_t *ctx, const etl_sink_stream_t *sp
             sb_ident(&b, spec->table);
             sb_add(&b, " ADD COLUMN ");
             sb_ident(&b, spec->soft_delete);
-            sb_add(&b, " TIMESTAMP");
+            sb_add(&b, spec->soft_delete_value ? " TEXT" : " TIMESTAMP");
             st = exec(l, ctx, sb_str(&b), "add soft-delete column");
             sb_free(&b);
             if (st != ETL_OK)
@@ -699,7 +707,8 @@ etl_status_t lite_remove(lite_t *l, etl_ctx_t *ctx, lite_stream_t *s, etl_rows_t
         for (size_t k = 0; k < nk; k++)
             lite_bind(s->del, (int)k + 1, &row[k]);
         if (s->soft)
-            sqlite3_bind_text(s->del, (int)nk + 1, now, -1, SQLITE_STATIC);
+            sqlite3_bind_text(s->del, (int)nk + 1, s->soft_value ? s->soft_value : now, -1,
+                              SQLITE_STATIC);
         int rc = sqlite3_step(s->del);
         sqlite3_reset(s->del);
         if (rc != SQLITE_DONE) {

@@ -28,6 +28,7 @@ struct pg_stream {
     char *copy_sql, *merge_sql, *del_sql;
     char *diff_sql; /* newer rules: staged rows the merge left alone that differ */
     int soft;
+    char *soft_value; /* soft deletes set this text, or the time */
     sqlbuf_t line; /* COPY data being built */
     const etl_schema_t *schema; /* the core's, alive until finish() */
 };
@@ -177,6 +178,7 @@ static void stream_free(pg_stream_t *s)
     free(s->merge_sql);
     free(s->del_sql);
     free(s->diff_sql);
+    free(s->soft_value);
     sb_free(&s->line);
     free(s);
 }
@@ -371,7 +373,10 @@ static etl_status_t build_sql(pg_t *p, etl_ctx_t *ctx, pg_stream_t *s,
             sb_qualified(&b, p, s->table);
             sb_add(&b, " SET ");
             sb_ident(&b, spec->soft_delete);
-            sb_printf(&b, " = now() WHERE ");
+            if (spec->soft_delete_value)
+                sb_printf(&b, " = $%zu WHERE ", s->nkeys + 1);
+            else
+                sb_add(&b, " = now() WHERE ");
         } else {
             sb_add(&b, "DELETE FROM ");
             sb_qualified(&b, p, s->table);
@@ -386,9 +391,13 @@ static etl_status_t build_sql(pg_t *p, etl_ctx_t *ctx, pg_stream_t *s,
             sb_printf(&b, " = $%zu", ++k);
         }
         if (s->soft) {
+            /* once: a row already marked keeps its mark (and its time) */
             sb_add(&b, " AND ");
             sb_ident(&b, spec->soft_delete);
-            sb_add(&b, " IS NULL");
+            if (spec->soft_delete_value)
+                sb_printf(&b, " IS DISTINCT FROM $%zu", s->nkeys + 1);
+            else
+                sb_add(&b, " IS NULL");
         }
         s->del_sql = take(&b);
     }
@@ -440,6 +449,8 @@ etl_status_t pg_prepare(pg_t *p, etl_ctx_t *ctx, const etl_sink_stream_t *spec, 
     s->ncols = etl_schema_ncols(sc);
     s->mode = spec->write;
     s->soft = spec->soft_delete != NULL;
+    if (spec->soft_delete_value && !(s->soft_value = strdup(spec->soft_delete_value)))
+        goto nomem;
     s->table = strdup(spec->table);
     if (spec->write == ETL_WRITE_REPLACE) {
         if (asprintf(&s->target, "%s__etl_new", spec->table) < 0)
@@ -482,7 +493,7 @@ etl_status_t pg_prepare(pg_t *p, etl_ctx_t *ctx, const etl_sink_stream_t *spec, 
         sb_qualified(&b, p, spec->table);
         sb_add(&b, " ADD COLUMN ");
         sb_ident(&b, spec->soft_delete);
-        sb_add(&b, " timestamptz");
+        sb_add(&b, spec->soft_delete_value ? " text" : " timestamptz");
         st = create ? pg_exec(p, ctx, sb_str(&b), "add soft-delete column")
                     : etl_fail(ctx, ETL_ERR_CONFIG, "table %s has no column %s", spec->table,
                                spec->soft_delete);
@@ -765,7 +776,7 @@ etl_status_t pg_remove(pg_t *p, etl_ctx_t *ctx, pg_stream_t *s, etl_rows_t *keys
     if (!s->del_sql)
         return etl_fail(ctx, ETL_ERR_CONFIG, "table %s: deletes need a key", s->table);
     size_t nk = etl_schema_ncols(keys->schema);
-    const char *vals[16];
+    const char *vals[17];
     char bufs[16][64];
     if (nk > 16)
         return etl_fail(ctx, ETL_ERR_CONFIG, "table %s: keys of more than 16 columns", s->table);
@@ -782,7 +793,10 @@ etl_status_t pg_remove(pg_t *p, etl_ctx_t *ctx, pg_stream_t *s, etl_rows_t *keys
             else
                 vals[k] = owned[k] = strndup(t, n);
         }
-        PGresult *r = PQexecParams(p->conn, s->del_sql, (int)nk, NULL, vals, NULL, NULL, 0);
+        int np = (int)nk;
+        if (s->soft && s->soft_value)
+            vals[np++] = s->soft_value;
+        PGresult *r = PQexecParams(p->conn, s->del_sql, np, NULL, vals, NULL, NULL, 0);
         for (size_t k = 0; k < nk; k++)
             free(owned[k]);
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
