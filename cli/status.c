@@ -97,7 +97,7 @@ static int cmp_streams(const void *a, const void *b)
     json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
     int d = strcmp(str(x, "direction"), str(y, "direction"));
     if (d)
-        return -d; /* forward before reverse */
+        return d; /* "forward" sorts before "reverse" */
     return stream_rank(sort_p, str(x, "stream")) - stream_rank(sort_p, str(y, "stream"));
 }
 

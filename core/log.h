@@ -44,7 +44,7 @@ void etl_logv(etl_logger_t *lg, etl_level_t lvl, const char *scope, const char *
 void etl_logf(etl_logger_t *lg, etl_level_t lvl, const char *scope, const char *stream,
               const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-/* The live line (terminals only; ignored elsewhere). done() ends it with a newline. */
+/* The live line (terminals only; ignored elsewhere). done() erases it. */
 ETL_API int etl_log_is_tty(void);
 void etl_log_progress(const char *line);
 void etl_log_progress_done(void);

@@ -7,7 +7,11 @@
 #define _GNU_SOURCE
 #include "run.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <sys/file.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -231,6 +235,55 @@ static void run_direction(etl_run_t *r, etl_direction_t dir)
             etl_state_run_stream(r->state, r->run_id, s->cfg->name, s->dir_name,
                                  status_text(s->status), NULL, s->duration_ms, s->error);
     }
+    /* rows emitted by hooks into a stream that had already run */
+    for (size_t k = 0; k < p->nstreams; k++) {
+        size_t i = p->order[k];
+        etl_srt_t *s = &r->srt[i * 2 + (size_t)d];
+        if (!etl_spool_count(s->spool))
+            continue;
+        if (!wanted(r->o, s->cfg->name) || s->status != ST_OK) {
+            etl_logf(r->log, ETL_LOG_WARN, "run", s->cfg->name,
+                     "%zu row(s) emitted into this stream are dropped: it %s", etl_spool_count(s->spool),
+                     wanted(r->o, s->cfg->name) ? "did not complete" : "is not part of this run");
+            etl_spool_free(s->spool);
+            s->spool = NULL;
+            continue;
+        }
+        s->spool_only = 1;
+        s->status = ST_PENDING;
+        etl_counts_t before = s->counts;
+        etl_stream_run(r, s);
+        etl_logf(r->log, s->status == ST_OK ? ETL_LOG_INFO : ETL_LOG_ERROR, "run", s->cfg->name,
+                 "%s: %lld emitted row(s) written after the stream ran%s%s", s->dir_name,
+                 (long long)(s->counts.created + s->counts.updated - before.created -
+                             before.updated),
+                 s->error ? ": " : "", s->error ? s->error : "");
+        if (!r->o->dry_run)
+            etl_state_run_stream(r->state, r->run_id, s->cfg->name, s->dir_name,
+                                 status_text(s->status), NULL, s->duration_ms, s->error);
+    }
+}
+
+/* One run of a pipeline (or of one client of it) at a time: an exclusive
+ * lock on a file beside the state store, released when the process ends. */
+static int lock_run(etl_run_t *r, char *err, size_t errlen)
+{
+    char *dir = etl_path_dir(etl_state_file(r->state));
+    char *path = dir ? etl_asprintf("%s/%s.lock", dir, r->pkey) : NULL;
+    free(dir);
+    if (!path) {
+        etl_errf(err, errlen, "out of memory");
+        return -1;
+    }
+    r->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (r->lock_fd < 0 || flock(r->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        etl_errf(err, errlen, "pipeline %s is already running (lock %s)%s%s", r->pkey, path,
+                 r->lock_fd < 0 ? ": " : "", r->lock_fd < 0 ? strerror(errno) : "");
+        free(path);
+        return -1;
+    }
+    free(path);
+    return 0;
 }
 
 static void collect(etl_run_t *r, etl_run_result_t *res)
@@ -263,19 +316,25 @@ static int finish_hooks(etl_run_t *r, const char *status)
     const etl_pipeline_t *p = r->p;
     etl_lua_stat_t *stats = calloc(p->nstreams * 2 + 1, sizeof *stats);
     size_t n = 0;
-    for (size_t i = 0; stats && i < p->nstreams * 2; i++) {
-        etl_srt_t *s = &r->srt[i];
-        if (!s->cfg || !s->dir_name)
-            continue;
-        etl_lua_stat_t *t = &stats[n++];
-        t->stream = s->cfg->name;
-        t->read = s->counts.read;
-        t->created = s->counts.created;
-        t->updated = s->counts.updated;
-        t->unchanged = s->counts.unchanged;
-        t->deleted = s->counts.deleted;
-        t->deferred = s->counts.deferred;
-        t->failed = s->counts.failed;
+    /* one entry per stream: a two-way run adds both directions up */
+    for (size_t i = 0; stats && i < p->nstreams; i++) {
+        etl_lua_stat_t *t = NULL;
+        for (int d = 0; d < 2; d++) {
+            etl_srt_t *s = &r->srt[i * 2 + (size_t)d];
+            if (!s->cfg || !s->dir_name || !wanted(r->o, s->cfg->name))
+                continue;
+            if (!t) {
+                t = &stats[n++];
+                t->stream = s->cfg->name;
+            }
+            t->read += s->counts.read;
+            t->created += s->counts.created;
+            t->updated += s->counts.updated;
+            t->unchanged += s->counts.unchanged;
+            t->deleted += s->counts.deleted;
+            t->deferred += s->counts.deferred;
+            t->failed += s->counts.failed;
+        }
     }
     etl_buf_t err;
     etl_buf_init(&err);
@@ -294,6 +353,7 @@ int etl_run(const etl_pipeline_t *p, const etl_run_opts_t *o, etl_run_result_t *
     etl_run_t run = {0}, *r = &run;
     r->p = p;
     r->o = o;
+    r->lock_fd = -1;
     atomic_init(&r->own_cancel, 0);
     r->cancel = o->cancel ? o->cancel : &r->own_cancel;
     int exit_code = ETL_EXIT_CONFIG;
@@ -338,6 +398,8 @@ int etl_run(const etl_pipeline_t *p, const etl_run_opts_t *o, etl_run_result_t *
 
     /* --- the run itself */
     exit_code = ETL_EXIT_FAILED;
+    if (lock_run(r, err, errlen) != 0)
+        goto done;
     const char *mode = o->full ? "full" : "incremental";
     if (!o->dry_run) {
         etl_run_info_t info = {p->name, p->client, mode,
@@ -367,7 +429,8 @@ int etl_run(const etl_pipeline_t *p, const etl_run_opts_t *o, etl_run_result_t *
              p->client ? p->client : "", mode, etl_direction_name((etl_direction_t)direction),
              o->dry_run ? " (dry run: nothing is committed)" : "");
     if (r->lua) {
-        etl_lua_run_t info = {r->run_id, mode, etl_direction_name((etl_direction_t)direction)};
+        etl_lua_run_t info = {r->run_id, mode,
+                              direction == ETL_DIR_REVERSE ? "reverse" : "forward"};
         etl_lua_set_run(r->lua, &info);
         if (r->lua_w)
             etl_lua_set_run(r->lua_w, &info);
@@ -386,6 +449,8 @@ int etl_run(const etl_pipeline_t *p, const etl_run_opts_t *o, etl_run_result_t *
         if (r->lua) {
             etl_lua_run_t info = {r->run_id, mode, "reverse"};
             etl_lua_set_run(r->lua, &info);
+            if (r->lua_w)
+                etl_lua_set_run(r->lua_w, &info);
         }
         run_direction(r, ETL_DIR_REVERSE);
     }
@@ -436,6 +501,8 @@ done:
     etl_lua_free(r->lua_w);
     etl_state_close(r->state);
     etl_logger_free(r->log);
+    if (r->lock_fd >= 0)
+        close(r->lock_fd);
     free(r->pkey);
     return exit_code;
 }

@@ -92,6 +92,7 @@ typedef struct etl_srt {
     etl_value_t resume_max;     /* resumed: the first part's greatest cursor */
     int64_t scan_id;            /* the run whose seen marks this scan uses */
     int fresh;                  /* the ledger was empty when the stream started */
+    int spool_only;             /* a second pass for rows emitted after the stream ran */
     etl_value_t since;
     char since_buf[80];
     etl_checkpoint_t ckpt;
@@ -122,6 +123,7 @@ typedef struct etl_run {
     int64_t errors;             /* failed records so far, against max_errors */
     int shared_db;              /* the sink is the state store's database */
     int64_t last_progress_us;
+    int lock_fd;                /* held while the run lasts: one run of a pipeline at once */
     char err[1024];
 } etl_run_t;
 

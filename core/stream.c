@@ -139,7 +139,8 @@ static int build_read(etl_run_t *r, etl_srt_t *s, etl_schema_t *found)
                                                  strcmp(col->name, s->idcfg->sink_pk) == 0);
         if (s->dir == ETL_DIR_REVERSE && listed(&c->local_only, col->name) && !ident_col)
             continue;
-        if (s->dir == ETL_DIR_FORWARD && listed(&c->local_only, renamed(s, col->name)))
+        if (s->dir == ETL_DIR_FORWARD && listed(&c->local_only, renamed(s, col->name)) &&
+            !(s->ident && strcmp(col->name, s->idcfg->key) == 0))
             continue;
         if (etl_schema_add(s->read, col->name, col->type, col->native, col->flags) < 0)
             return -1;
@@ -325,7 +326,7 @@ int etl_stream_setup(etl_run_t *r, etl_srt_t *s)
         etl_srt_fail(s, "%s", etl_state_error(r->state));
         goto fail;
     }
-    if (r->p->direction == ETL_DIR_BOTH &&
+    if ((r->p->direction == ETL_DIR_BOTH || r->o->direction == ETL_DIR_BOTH) &&
         etl_state_stream_id(r->state, r->pkey, c->name,
                             s->dir == ETL_DIR_FORWARD ? "reverse" : "forward", &s->sid_other)) {
         etl_srt_fail(s, "%s", etl_state_error(r->state));
@@ -423,6 +424,13 @@ static void plan_read(etl_run_t *r, etl_srt_t *s)
         if (!have_lower || w > lower)
             lower = w;
         have_lower = 1;
+    }
+    if (have_lower && c->write == ETL_WRITE_REPLACE) {
+        /* replace swaps in exactly what was read: a bounded read would
+         * replace the table with part of it */
+        etl_logf(r->log, ETL_LOG_WARN, "run", c->name,
+                 "write: replace reads the whole source: --since and window are ignored");
+        have_lower = 0;
     }
     if (have_lower) {
         int64_t cur;
@@ -753,12 +761,12 @@ int etl_stream_run(etl_run_t *r, etl_srt_t *s)
         const char *kind, *loc;
         etl_state_share(r->state, sink->lib->desc->sink->native(sink->sink, &kind, &loc));
     }
-    int rc = retry_deferred(r, s, w);
-    if (rc == 0 && !s->emit_only)
+    int rc = s->spool_only ? 0 : retry_deferred(r, s, w);
+    if (rc == 0 && !s->emit_only && !s->spool_only)
         rc = read_source(r, s, w);
     if (rc == 0)
         rc = drain_spool(r, s, w);
-    if (rc == 0 && s->detect_deletes && c->write != ETL_WRITE_REPLACE)
+    if (rc == 0 && s->detect_deletes && c->write != ETL_WRITE_REPLACE && !s->spool_only)
         rc = etl_writer_delete_unseen(w);
     etl_writer_progress(w, 1);
 finish:;

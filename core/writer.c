@@ -266,6 +266,12 @@ static int check_fks(etl_writer_t *w, size_t i, const etl_value_t *row)
     etl_srt_t *s = w->s;
     for (size_t k = 0; k < s->nfk; k++) {
         const etl_fk_rt_t *f = &s->fk[k];
+        if (s->ident) {
+            /* identity translation checked the parents that take part in it */
+            int pi = etl_pipeline_stream(w->r->p, f->parent);
+            if (pi >= 0 && w->r->srt[(size_t)pi * 2 + (s->dir == ETL_DIR_REVERSE)].ident)
+                continue;
+        }
         const etl_value_t *v = &row[f->col];
         if (v->type == ETL_T_NULL)
             continue;
@@ -351,7 +357,8 @@ static int translate(etl_writer_t *w, etl_batch_t *b)
             }
             etl_value_t v = etl_text(u, 36);
             pend->sink_ctx->err[0] = '\0';
-            if (ops->assign(pend->sink, pend->sink_ctx, s->ident_table, id->sink_pk,
+            if (!r->o->dry_run &&
+                ops->assign(pend->sink, pend->sink_ctx, s->ident_table, id->sink_pk,
                             &row[s->ident_pk], id->sink_key, &v) != ETL_OK) {
                 etl_srt_fail(s, "writing the new id of %s back: %s", s->ident_table,
                              pend->sink_ctx->err);
@@ -905,7 +912,7 @@ static int classify(etl_writer_t *w, etl_batch_t *b)
         if (w->act[i] != A_WRITE)
             continue;
         const etl_value_t *row = b->values + i * nc;
-        if (s->nfk && !s->ident && check_fks(w, i, row) != 0)
+        if (s->nfk && check_fks(w, i, row) != 0)
             return -1;
         if (w->act[i] != A_WRITE || !keyed || fresh)
             continue;

@@ -1,6 +1,7 @@
 -- The head office's PostgreSQL schema for pipelines/pos.yaml: UUID keys,
--- exact money, times with zones. Load it with psql, then fill it with
--- `etl run pipelines/seed_office.yaml` (the sample data) or your own.
+-- exact money, times with zones. Load it with psql, then fill it from the
+-- sample SQLite data (scripts/make_pos_db.py) with a pgsqlite pipeline, as
+-- tests/integration/test_pg_pos.py does, or with your own.
 CREATE TABLE stores (
   id uuid PRIMARY KEY, name text NOT NULL, address text, timezone text,
   updated_at timestamptz NOT NULL);

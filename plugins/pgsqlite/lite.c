@@ -140,12 +140,14 @@ etl_type_t lite_etl_type(const char *t)
         return ETL_T_TIMESTAMP;
     switch (lite_affinity(t)) {
     case AFF_INTEGER: return ETL_T_INT;
-    case AFF_TEXT: return ETL_T_TEXT;
+    case AFF_TEXT:
+        /* "DECIMAL TEXT": exact decimals kept as text (what etl creates) */
+        return contains(t, "DEC") || contains(t, "NUMERIC") ? ETL_T_NUMERIC : ETL_T_TEXT;
     case AFF_BLOB: return ETL_T_BLOB;
     case AFF_REAL: return ETL_T_DOUBLE;
     default:
         /* NUMERIC affinity stores decimals as REAL: no exactness to keep */
-        return contains(t, "TEXT") ? ETL_T_NUMERIC : ETL_T_DOUBLE;
+        return ETL_T_DOUBLE;
     }
 }
 
