@@ -33,6 +33,22 @@ void etl_emitter_init(etl_emitter_t *em, etl_run_t *r, etl_srt_t *s, etl_queue_t
         em->last_key = calloc(s->nrkey + 1, sizeof *em->last_key);
 }
 
+void etl_emitter_init_collect(etl_emitter_t *em, etl_run_t *r, etl_srt_t *s,
+                              int (*cb)(void *arg, const etl_value_t *row), void *arg)
+{
+    memset(em, 0, sizeof *em);
+    em->run = r;
+    em->s = s;
+    em->collect = cb;
+    em->collect_arg = arg;
+    etl_buf_init(&em->max_buf);
+    etl_buf_init(&em->ck_buf);
+    etl_buf_init(&em->key);
+    etl_buf_init(&em->lerr);
+    etl_buf_init(&em->json);
+    etl_buf_init(&em->last_buf);
+}
+
 void etl_emitter_free(etl_emitter_t *em)
 {
     if (em->cur)
@@ -275,6 +291,12 @@ static etl_status_t emit_row(etl_emitter_t *em, const etl_value_t *row, int op)
         return em->failed;
     if (em->run->cancel && atomic_load(em->run->cancel))
         return ETL_ERR_CANCELLED;
+    if (em->collect) {
+        em->read++;
+        if (op == ETL_OP_UPSERT && em->collect(em->collect_arg, row) != 0)
+            em->failed = ETL_ERR_IO;
+        return em->failed;
+    }
     etl_srt_t *s = em->s;
     etl_batch_t *b = current(em);
     if (!b)
@@ -324,7 +346,7 @@ etl_status_t etl_emit_checkpoint(etl_emitter_t *em, const etl_value_t *cursor)
 {
     if (em->failed)
         return em->failed;
-    if (!cursor || cursor->type == ETL_T_NULL)
+    if (!cursor || cursor->type == ETL_T_NULL || em->collect)
         return ETL_OK;
     hold(&em->ck, &em->ck_buf, cursor);
     em->have_ck = 1;

@@ -337,6 +337,52 @@ void etl_row_json(etl_buf_t *out, const etl_schema_t *s, const etl_value_t *row)
     etl_buf_adds(out, "}}");
 }
 
+void etl_row_json_plain(etl_buf_t *out, const etl_schema_t *s, const etl_value_t *row)
+{
+    size_t n = etl_schema_ncols(s);
+    char tmp[64];
+    const char *t;
+    etl_buf_addc(out, '{');
+    for (size_t i = 0; i < n; i++) {
+        const etl_value_t *v = &row[i];
+        const char *name = etl_schema_col(s, i)->name;
+        if (i)
+            etl_buf_addc(out, ',');
+        etl_buf_json_str(out, name, strlen(name));
+        etl_buf_addc(out, ':');
+        switch (v->type) {
+        case ETL_T_NULL:
+            etl_buf_adds(out, "null");
+            break;
+        case ETL_T_BOOL:
+            etl_buf_adds(out, v->v.i ? "true" : "false");
+            break;
+        case ETL_T_INT:
+            etl_buf_printf(out, "%lld", (long long)v->v.i);
+            break;
+        case ETL_T_DOUBLE:
+            if (isfinite(v->v.d)) {
+                size_t l = etl_value_text(v, tmp, sizeof tmp, &t);
+                etl_buf_add(out, t, l);
+            } else {
+                etl_buf_adds(out, "null");
+            }
+            break;
+        case ETL_T_JSON:
+            etl_buf_add(out, v->v.s, v->len);
+            break;
+        case ETL_T_BLOB:
+            add_base64(out, (const unsigned char *)v->v.s, v->len);
+            break;
+        default: {
+            size_t l = etl_value_text(v, tmp, sizeof tmp, &t);
+            etl_buf_json_str(out, t, l);
+        }
+        }
+    }
+    etl_buf_addc(out, '}');
+}
+
 static int from_json_value(json_t *j, int type, etl_arena_t *a, etl_value_t *v, const char *col,
                            char *err, size_t errlen)
 {

@@ -37,6 +37,10 @@ uint64_t etl_hash_bytes(const void *p, size_t n, uint64_t seed);
 /* {"col": value, ...}: timestamps as ISO 8601 UTC, numeric as a string,
  * json embedded as is when valid, blobs as {"base64": "..."}. */
 void etl_row_json(etl_buf_t *out, const etl_schema_t *s, const etl_value_t *row);
+/* A plain JSON object for a document (nested children): no type notes;
+ * numeric as a string (exact), timestamps ISO 8601, json embedded, blobs
+ * in base64. */
+void etl_row_json_plain(etl_buf_t *out, const etl_schema_t *s, const etl_value_t *row);
 /* The reverse, into `row` (ncols of s), strings in the arena. Columns absent
  * from the JSON are NULL. Returns 0, or -1 with err set. */
 int etl_row_from_json(const char *json, const etl_schema_t *s, etl_arena_t *a, etl_value_t *row,

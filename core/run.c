@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nest.h"
 #include "runtime.h"
 
 char *etl_pipeline_key(const etl_pipeline_t *p)
@@ -190,6 +191,10 @@ static void run_direction(etl_run_t *r, etl_direction_t dir)
         s->cfg = &p->streams[i];
         s->index = i;
         s->dir = dir;
+        if (etl_nest_is_child(p, s->cfg->name)) {
+            s->status = ST_OK; /* read as part of its parents' documents */
+            continue;
+        }
         if (etl_stream_setup(r, s) != 0) {
             if (wanted(r->o, s->cfg->name)) {
                 s->status = ST_FAILED;

@@ -20,6 +20,8 @@
 #include "spool.h"
 #include "state.h"
 
+typedef struct etl_nest etl_nest_t;
+
 /* One end of the pipeline (`source:` or `sink:`), which may serve as a
  * source, a sink, or both (direction: both). */
 typedef struct etl_end {
@@ -79,6 +81,7 @@ typedef struct etl_srt {
     const char *ident_table;    /* this stream's table at the pipeline's sink: end */
     int64_t sid_other;          /* the other direction's ledger (echo marks), 0 = none */
     struct etl_keyset *resolved; /* forward: keys resolve() rewrote in this run */
+    etl_nest_t *nest;           /* children embedded as json arrays (nest:) */
 
     /* per run */
     int full, detect_deletes, has_since;
@@ -158,9 +161,16 @@ struct etl_emitter {
     etl_value_t *last_key;      /* the last source row's key (by_key scans) */
     etl_buf_t last_buf;
     int replay;                 /* rows come from a spool, not the source */
+    /* collect mode (nest children): each source row goes here, no batches */
+    int (*collect)(void *arg, const etl_value_t *row);
+    void *collect_arg;
 };
 
 void etl_emitter_init(etl_emitter_t *em, etl_run_t *r, etl_srt_t *s, etl_queue_t *q);
+/* An emitter that hands each row to cb instead (for reads in the calling
+ * thread: nest children). */
+void etl_emitter_init_collect(etl_emitter_t *em, etl_run_t *r, etl_srt_t *s,
+                              int (*cb)(void *arg, const etl_value_t *row), void *arg);
 void etl_emitter_free(etl_emitter_t *em);
 /* Ends the stream: pushes the open batch and the end marker with the final
  * checkpoint (only when st is ETL_OK). */

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nest.h"
 #include "row.h"
 #include "runtime.h"
 
@@ -192,6 +193,8 @@ int etl_stream_setup(etl_run_t *r, etl_srt_t *s)
     }
     if (build_out(r, s) != 0)
         goto nomem;
+    if (etl_nest_setup(r, s) != 0)
+        goto fail;
     s->ident_pk = -1;
     if (s->ident) {
         const char *k = s->dir == ETL_DIR_FORWARD ? s->idcfg->sink_key : s->idcfg->key;
@@ -226,7 +229,7 @@ int etl_stream_setup(etl_run_t *r, etl_srt_t *s)
             if (!s->key)
                 goto nomem;
             for (size_t j = 0; j < etl_schema_ncols(s->out); j++)
-                if (etl_schema_col(s->read, (size_t)s->map[j])->flags & ETL_COL_KEY)
+                if (s->map[j] >= 0 && etl_schema_col(s->read, (size_t)s->map[j])->flags & ETL_COL_KEY)
                     s->key[s->nkey++] = (int)j;
         }
     }
@@ -369,6 +372,7 @@ void etl_stream_free(etl_srt_t *s)
     free(s->error);
     etl_spool_free(s->spool);
     etl_keyset_free(s->resolved);
+    etl_nest_free(s->nest);
     free(s->rkey);
     etl_arena_free(&s->after_arena);
     etl_checkpoint_clear(&s->ckpt);
@@ -381,8 +385,10 @@ void etl_stream_free(etl_srt_t *s)
 static void plan_read(etl_run_t *r, etl_srt_t *s)
 {
     const etl_stream_cfg_t *c = s->cfg;
+    /* a parent with nest children is read whole: a changed child must bring
+     * back a parent whose own cursor did not move (the ledger keeps it cheap) */
     s->full = r->o->full || c->mode == ETL_MODE_FULL || c->write == ETL_WRITE_REPLACE ||
-              s->cursor_read < 0;
+              s->cursor_read < 0 || c->nnest > 0;
     s->has_since = 0;
     const char *ck = s->ckpt.cursor;
     int cktype = s->ckpt.type ? etl_type_from_name(s->ckpt.type) : -1;
@@ -762,6 +768,8 @@ int etl_stream_run(etl_run_t *r, etl_srt_t *s)
         etl_state_share(r->state, sink->lib->desc->sink->native(sink->sink, &kind, &loc));
     }
     int rc = s->spool_only ? 0 : retry_deferred(r, s, w);
+    if (rc == 0 && !s->spool_only && etl_nest_collect(r, s) != 0)
+        rc = -1;
     if (rc == 0 && !s->emit_only && !s->spool_only)
         rc = read_source(r, s, w);
     if (rc == 0)

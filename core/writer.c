@@ -19,6 +19,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "nest.h"
 #include "row.h"
 #include "runtime.h"
 
@@ -967,9 +968,16 @@ int etl_writer_batch(etl_writer_t *w, etl_batch_t *b, int retry_deferred)
         w->noecho[i] = 0;
         w->reason[i] = NULL;
     }
-    /* 0. identity translation */
+    /* 0. identity translation, nested children */
     if (s->ident && translate(w, b) != 0)
         return -1;
+    if (s->nest) {
+        char nerr[ETL_ERRLEN];
+        if (etl_nest_attach(s, b, nerr, sizeof nerr) != 0) {
+            etl_srt_fail(s, "stream %s: %s", s->cfg->name, nerr);
+            return -1;
+        }
+    }
 
     /* 1. keys, hashes, in-batch dedup */
     for (size_t i = 0; i < n; i++) {
