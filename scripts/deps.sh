@@ -9,6 +9,7 @@ pkgs=(
   libcurl4-openssl-dev libmicrohttpd-dev libcmocka-dev
   postgresql-15 postgresql-client-15 sqlite3 python3
   clang libclang-rt-14-dev valgrind
+  pgloader  # benchmarks only: the peer etl is measured against
 )
 
 missing=()

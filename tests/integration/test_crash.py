@@ -95,7 +95,8 @@ class CrashSafety(Workdir):
                 statuses = [s for (s,) in query(state, "SELECT status FROM runs ORDER BY id")]
                 self.assertEqual(statuses[-1], "ok")
                 if killed:
-                    self.assertEqual(statuses[0], "running")
+                    # killed before it finished; at the very end it may have recorded "ok"
+                    self.assertIn(statuses[0], ("running", "ok"))
         # the checkpoint moved during the killed runs: re-runs did not start over
         self.assertGreaterEqual(resumed_partially, 3)
 
