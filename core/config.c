@@ -526,21 +526,42 @@ static int parse_lua(etl_cfg_t *c, yaml_node_t *n, etl_pipeline_t *p)
     return 0;
 }
 
-/* Five fields of digits, '*', '/', ',', '-' or names (MON, JAN). */
-static int cron_ok(const char *s)
+/* Count of UTF-8 characters in s[0..n): libyaml's marks count characters. */
+static size_t utf8_chars(const char *s, size_t n)
 {
-    int fields = 0;
-    while (*s) {
-        while (*s == ' ' || *s == '\t')
-            s++;
-        if (!*s)
-            break;
-        fields++;
-        for (; *s && *s != ' ' && *s != '\t'; s++)
-            if (!(isalnum((unsigned char)*s) || strchr("*/,-?", *s)))
-                return 0;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += ((unsigned char)s[i] & 0xc0) != 0x80;
+    return k;
+}
+
+/*
+ * Where byte `off` of a scalar's value is in the file. Exact when the value
+ * is the scalar as written on one line: plain, or quoted without escapes
+ * (an escape makes the source longer than the value) and without ${...}
+ * (the value differs from the source). Anything else: the scalar's start.
+ */
+static yaml_mark_t mark_in_scalar(const yaml_node_t *n, const char *value, size_t off)
+{
+    yaml_mark_t m = n->start_mark;
+    const char *raw = (const char *)n->data.scalar.value;
+    size_t rawlen = n->data.scalar.length;
+    if (strlen(value) != rawlen || memcmp(raw, value, rawlen) != 0 || off > rawlen ||
+        n->start_mark.line != n->end_mark.line)
+        return m;
+    size_t quotes;
+    switch (n->data.scalar.style) {
+    case YAML_PLAIN_SCALAR_STYLE: quotes = 0; break;
+    case YAML_SINGLE_QUOTED_SCALAR_STYLE:
+    case YAML_DOUBLE_QUOTED_SCALAR_STYLE: quotes = 2; break;
+    default: return m;
     }
-    return fields == 5;
+    if (n->end_mark.index - n->start_mark.index != utf8_chars(raw, rawlen) + quotes)
+        return m;
+    size_t chars = quotes / 2 + utf8_chars(raw, off);
+    m.index += chars;
+    m.column += chars;
+    return m;
 }
 
 static int parse_schedule(etl_cfg_t *c, yaml_node_t *n, const char *where, etl_schedule_cfg_t *s)
@@ -556,8 +577,11 @@ static int parse_schedule(etl_cfg_t *c, yaml_node_t *n, const char *where, etl_s
         static const char expected[] = "five fields: minute hour day month weekday";
         if (etl_cfg_str_set(c, v[0], "cron", expected, &s->cron) != 0)
             return -1;
-        if (!cron_ok(s->cron))
-            return etl_cfg_fail(c, v[0]->start_mark, expected, "bad cron '%s'", s->cron);
+        char msg[200];
+        size_t at;
+        if (etl_cron_parse(s->cron, &s->cron_parsed, &at, msg, sizeof msg) != 0)
+            return etl_cfg_fail(c, mark_in_scalar(v[0], s->cron, at), expected,
+                                "bad cron expression '%s': %s", s->cron, msg);
     }
     if (v[1] && etl_cfg_duration(c, v[1], "every", 1, &s->every) != 0)
         return -1;

@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cron.h"
 #include "etl/etl.h"
 
 typedef struct etl_loc {
@@ -148,10 +149,13 @@ typedef struct etl_identity_cfg {
     etl_loc_t loc;
 } etl_identity_cfg_t;
 
+/* When `etl serve` runs a pipeline: cron (in the server's local time, TZ)
+ * or every; never both. */
 typedef struct etl_schedule_cfg {
-    char *cron;      /* five fields, or NULL */
-    int64_t every;   /* seconds, 0 = none */
-    int64_t expires; /* seconds, 0 = never */
+    char *cron;              /* the expression as written (interpolated), or NULL */
+    etl_cron_t cron_parsed;  /* cron, parsed; meaningful only when cron != NULL */
+    int64_t every;           /* seconds, 0 = none */
+    int64_t expires;         /* seconds, 0 = never */
     etl_loc_t loc;
 } etl_schedule_cfg_t;
 
