@@ -806,8 +806,8 @@ etl_status_t sq_value(etl_ctx_t *ctx, sq_conv_t *cv, sq_span_t v, etl_type_t typ
             *out = etl_bool(k == 't');
             return ETL_OK;
         }
-        if (str && (n == 4 || n == 5) && (strncasecmp(s, "true", n) == 0 ||
-                                          strncasecmp(s, "false", n) == 0)) {
+        if (str && ((n == 4 && strncasecmp(s, "true", 4) == 0) ||
+                    (n == 5 && strncasecmp(s, "false", 5) == 0))) {
             *out = etl_bool(n == 4);
             return ETL_OK;
         }

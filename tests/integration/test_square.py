@@ -371,6 +371,54 @@ class FullAndIncremental(SquareTest):
                 self.assertEqual(n, want[table], table)
 
 
+class Json(SquareTest):
+    def test_escapes_and_unicode_arrive_as_text(self):
+        name = 'Cr\u00e8me "br\u00fbl\u00e9e" \\ / \u2603 \U0001F600\ttab'
+        new = self.mock.post("/__mock/square/upsert", {"objects": [
+            {"id": "#i", "type": "ITEM", "item_data": {"name": name, "description": ""}}]})
+        iid = new["id_mappings"][0]["object_id"]
+        self.sync("--stream", "catalog_items")
+        row = self.sink("catalog_items")[iid]
+        self.assertEqual(row["name"], name)
+        self.assertEqual(row["description"], "")  # "" stays text
+        self.assertEqual(json.loads(row["data"])["item_data"]["name"], name)
+        # generated names hold non-ASCII too (the mock escapes it as \uXXXX)
+        st = self.mock.get("/__mock/state")
+        rows = self.sink("catalog_items")
+        for o in st["catalog"]:
+            if o["type"] == "ITEM" and not o["is_deleted"]:
+                self.assertEqual(rows[o["id"]]["name"], o["item_data"]["name"])
+
+    def test_an_answer_with_whitespace_lands_as_compact_json(self):
+        req = urllib.request.Request(self.mock.url + "/v2/locations",
+                                     headers={"Authorization": "Bearer " + TOKEN})
+        with urllib.request.urlopen(req) as r:
+            answer = json.loads(r.read())
+        pretty = json.dumps(answer, indent=2, ensure_ascii=False)
+        self.mock.post("/__mock/behave", {"path": "/v2/locations", "status": 200,
+                                          "body": "\n  " + pretty + "\n", "count": 1})
+        self.sync("--stream", "locations")
+        rows = self.sink("locations")
+        for loc in answer["locations"]:
+            data = rows[loc["id"]]["data"]
+            self.assertEqual(json.loads(data), loc)
+            self.assertNotIn("\n", data)
+            self.assertEqual(data, json.dumps(loc, separators=(",", ":"), ensure_ascii=False))
+            self.assertEqual(rows[loc["id"]]["name"], loc["name"])
+
+    def test_a_value_of_the_wrong_kind_is_a_data_error_naming_it(self):
+        st = self.mock.get("/__mock/state")
+        var = next(o for o in st["catalog"] if o["type"] == "ITEM_VARIATION"
+                   and not o["is_deleted"])
+        self.mock.post("/__mock/square/upsert", {"objects": [
+            {"id": var["id"], "item_variation_data": {"price_money": {"amount": "12.5"}}}]})
+        self.sync("--stream", "catalog_items,catalog_variations", check=1)
+        err = query(self.state, "SELECT error FROM run_streams WHERE stream='catalog_variations'")
+        self.assertIn(var["id"], err[0][0])
+        self.assertIn("item_variation_data.price_money.amount", err[0][0])
+        self.assertIn("not a whole number", err[0][0])
+
+
 class Failures(SquareTest):
     def test_429_is_retried_after_the_time_it_asked_for(self):
         self.mock.post("/__mock/behave", {"path": "/v2/catalog/search", "status": 429,
@@ -495,6 +543,45 @@ class Locations(SquareTest):
             self.assertEqual(self.counts()["locations"]["deleted"], 0)
         finally:
             other.stop()
+
+
+class PostgresSink(SquareTest):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        import pgserver
+        cls.pg = pgserver.PgServer().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pg.stop()
+        super().tearDownClass()
+
+    def test_square_to_postgresql_by_url(self):
+        url = self.pg.createdb("square")
+        self.sync(env={"SQUARE_SINK_URL": url})
+        self.assertFalse(os.path.exists(self.db))  # nothing went to the SQLite default
+        st = self.mock.get("/__mock/state")
+        n = {r[0]: int(r[1]) for r in self.pg.psql(
+            "SELECT 'orders', count(*) FROM orders UNION ALL SELECT 'counts', count(*) FROM"
+            " inventory_counts UNION ALL SELECT 'lines', count(*) FROM order_line_items"
+            " UNION ALL SELECT 'variations', count(*) FROM catalog_variations", "square")}
+        self.assertEqual(n["orders"], len(st["orders"]))
+        self.assertEqual(n["lines"], sum(len(o["line_items"]) for o in st["orders"]))
+        self.assertEqual(n["counts"], len([c for c in st["counts"] if c["state"] not in UNTRACKED]))
+        self.assertEqual(n["variations"], len([o for o in st["catalog"] if not o["is_deleted"]
+                                               and o["type"] == "ITEM_VARIATION"]))
+        types = dict(self.pg.psql("SELECT column_name, data_type FROM information_schema.columns"
+                                  " WHERE table_name = 'inventory_counts'", "square"))
+        self.assertEqual(types["quantity"], "numeric")
+        self.assertIn("timestamp", types["updated_at"])
+        half = [c for c in st["counts"] if c["quantity"].endswith(".5")][0]
+        got = self.pg.psql("SELECT quantity FROM inventory_counts WHERE id = '%s:%s:%s'" % (
+            half["catalog_object_id"], half["location_id"], half["state"]), "square")
+        self.assertEqual(got, [[half["quantity"]]])
+        self.sync(env={"SQUARE_SINK_URL": url})
+        c = self.counts()
+        self.assertEqual(sum(c[s]["created"] + c[s]["updated"] for s in STREAMS), 0)
 
 
 class ManyLocations(SquareTest):
