@@ -126,6 +126,8 @@ char *etl_path(etl_ctx_t *ctx, const char *path) { return etl_path_join(ctx->dir
 
 int etl_cancelled(etl_ctx_t *ctx) { return ctx->cancel && atomic_load(ctx->cancel); }
 
+int etl_dry_run(etl_ctx_t *ctx) { return ctx->dry_run; }
+
 void etl_secret(etl_ctx_t *ctx, const char *value)
 {
     (void)ctx;

@@ -23,6 +23,7 @@ struct etl_ctx {
     etl_state_t *state;        /* may be NULL (etl check) */
     char *kv_scope;
     atomic_long pages;
+    int dry_run;               /* --dry-run: nothing may leave for good */
     char err[1024];
 };
 

@@ -29,7 +29,11 @@ int etl_ends_load(etl_run_t *r, char *err, size_t errlen)
 
 static etl_ctx_t *new_ctx(etl_run_t *r, etl_end_t *e, const char *role, etl_logger_t *lg)
 {
-    return etl_ctx_new(e->lib->desc, role, e->opts, r->p->dir, lg, r->cancel, r->state, r->pkey);
+    etl_ctx_t *ctx =
+        etl_ctx_new(e->lib->desc, role, e->opts, r->p->dir, lg, r->cancel, r->state, r->pkey);
+    if (ctx && r->o)
+        ctx->dry_run = r->o->dry_run;
+    return ctx;
 }
 
 int etl_end_source(etl_run_t *r, etl_end_t *e, etl_logger_t *lg)

@@ -111,6 +111,11 @@ ETL_API char *etl_path(etl_ctx_t *ctx, const char *path);
 /* Non-zero once the run has been asked to stop (SIGINT, SIGTERM, an admin). */
 ETL_API int etl_cancelled(etl_ctx_t *ctx);
 
+/* Non-zero in a `--dry-run`: the core still calls write() and then rolls
+ * back, so a sink whose writes cannot be taken back (an HTTP API) must not
+ * send anything. Added in ABI 1 (etl 0.1): plugins built earlier lack it. */
+ETL_API int etl_dry_run(etl_ctx_t *ctx);
+
 /* Registers a value learned at run time (an access token) for redaction. */
 ETL_API void etl_secret(etl_ctx_t *ctx, const char *value);
 

@@ -56,35 +56,6 @@ static const char *const pa_receipt_fields[] = {
 
 /* ------------------------------------------------------------ open, close */
 
-/* Whether this process is `etl run ... --dry-run`. The ABI does not tell a
- * sink about dry runs, and an HTTP sink cannot take a POST back: without
- * this, a dry run would send. A workaround until the core says so itself. */
-static int pa_is_dry_run(void)
-{
-    FILE *f = fopen("/proc/self/cmdline", "rb");
-    if (!f)
-        return 0;
-    char arg[64];
-    size_t n = 0;
-    int c, found = 0;
-    while ((c = fgetc(f)) != EOF) {
-        if (c) {
-            if (n + 1 < sizeof arg)
-                arg[n] = (char)c;
-            n++;
-            continue;
-        }
-        if (n < sizeof arg) {
-            arg[n] = '\0';
-            if (strcmp(arg, "--dry-run") == 0)
-                found = 1;
-        }
-        n = 0;
-    }
-    fclose(f);
-    return found;
-}
-
 static void pa_close(void *self)
 {
     pa_t *p = self;
@@ -138,7 +109,8 @@ static etl_status_t pa_open(etl_ctx_t *ctx, void **self)
                       "https://SHOP.pythonanywhere.com)");
         goto fail;
     }
-    p->dry_run = pa_is_dry_run();
+    /* a POST cannot be rolled back: a dry run sends nothing */
+    p->dry_run = etl_dry_run(ctx);
     *self = p;
     return ETL_OK;
 fail:
