@@ -11,5 +11,6 @@ int cli_load(const char *path, const char *client, etl_pipeline_t ***out, size_t
 int cli_status(int argc, char **argv);
 int cli_reset(int argc, char **argv);
 int cli_plugins(int argc, char **argv);
+int cli_serve(int argc, char **argv);
 
 #endif

@@ -52,6 +52,14 @@ static const char usage[] =
     "      --stream S         only this stream\n"
     "      --client ID        only this client\n"
     "  plugins [NAME]         list plugins with their capabilities and options\n"
+    "  serve PIPELINE.yaml|DIR...  run pipelines on their schedules until SIGTERM\n"
+    "      --listen ADDR:PORT the admin API, status page and /metrics (e.g. 127.0.0.1:8787)\n"
+    "      --workers N        runs at once (default 4)\n"
+    "      --state URL        one state store for every pipeline (sqlite path or postgres://)\n"
+    "      --worker-id ID     this worker's name in leases and runs (default host:pid)\n"
+    "      --lease DURATION   how long a claimed run is held without renewal (default 60s)\n"
+    "      --token-file PATH  the admin token (instead of ETL_ADMIN_TOKEN)\n"
+    "      --tick MS          how often due runs are looked for (default 1000)\n"
     "  version                print the version\n"
     "\n"
     "Global options:\n"
@@ -60,7 +68,8 @@ static const char usage[] =
     "  --log-format F         text (default) | json\n"
     "  -h, --help             this help\n"
     "\n"
-    "Environment: ETL_PLUGIN_PATH (extra plugin folders, ':' separated), NO_COLOR.\n"
+    "Environment: ETL_PLUGIN_PATH (extra plugin folders, ':' separated), NO_COLOR,\n"
+    "  ETL_ADMIN_TOKEN (bearer token of the serve admin API; required beyond loopback).\n"
     "Exit codes: 0 ok, 1 a run or check failed, 2 usage or configuration error.\n";
 
 int cli_usage_error(const char *fmt, const char *arg)
@@ -277,6 +286,8 @@ int main(int argc, char **argv)
         return cli_status(rest, args);
     if (strcmp(cmd, "reset") == 0)
         return cli_reset(rest, args);
+    if (strcmp(cmd, "serve") == 0)
+        return cli_serve(rest, args);
     if (strcmp(cmd, "plugins") == 0)
         return cli_plugins(rest, args);
     if (strcmp(cmd, "version") == 0) {

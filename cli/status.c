@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "log.h"
 #include "run.h"
 #include "state.h"
 #include "util.h"
@@ -176,7 +177,10 @@ static int status_one(const etl_pipeline_t *p, int as_json)
         json_t *doc = json_object();
         json_object_set_new(doc, "pipeline", json_string(p->name));
         json_object_set_new(doc, "client", p->client ? json_string(p->client) : json_null());
-        json_object_set_new(doc, "state", json_string(p->state_url));
+        /* a PostgreSQL URL may carry its password: never shown */
+        char *shown = etl_redact_dup(p->state_url);
+        json_object_set_new(doc, "state", json_string(shown ? shown : ""));
+        free(shown);
         json_object_set_new(doc, "last_run", json_array_size(runs)
                                                  ? json_incref(json_array_get(runs, 0))
                                                  : json_null());

@@ -51,7 +51,7 @@ void etl_log_progress_done(void);
 
 /* Secrets. Values shorter than 4 bytes are not registered (they would
  * redact ordinary words). Thread safe. */
-void etl_redact_add(const char *secret);
+ETL_API void etl_redact_add(const char *secret);
 /* Clears the registry (tests). */
 void etl_redact_clear(void);
 /* Appends a redacted copy of s[0..n) to out. */

@@ -148,7 +148,8 @@ static void *shared_handle(etl_run_t *r, etl_end_t *sink)
     if (!h || !kind || strcmp(kind, "sqlite3") != 0 || !loc)
         return NULL;
     char a[PATH_MAX], b[PATH_MAX];
-    if (!realpath(loc, a) || !realpath(etl_state_file(r->state), b) || strcmp(a, b) != 0)
+    const char *state_file = etl_state_file(r->state); /* NULL: not a file (PostgreSQL) */
+    if (!state_file || !realpath(loc, a) || !realpath(state_file, b) || strcmp(a, b) != 0)
         return NULL;
     return h;
 }
@@ -270,8 +271,9 @@ static void run_direction(etl_run_t *r, etl_direction_t dir)
 }
 
 /* One run of a pipeline (or of one client of it) at a time: an exclusive
- * lock on a file beside the state store, released when the process ends. */
-static int lock_run(etl_run_t *r, char *err, size_t errlen)
+ * lock on a file beside a SQLite state store, released when the process
+ * ends. */
+static int lock_file(etl_run_t *r, char *err, size_t errlen)
 {
     char *dir = etl_path_dir(etl_state_file(r->state));
     char *path = dir ? etl_asprintf("%s/%s.lock", dir, r->pkey) : NULL;
@@ -289,6 +291,25 @@ static int lock_run(etl_run_t *r, char *err, size_t errlen)
     }
     free(path);
     return 0;
+}
+
+/* The pipeline's lease in the state store (state.h), held while the run
+ * lasts: what `etl serve` workers claim before they run a pipeline. */
+#define LEASE_US (60 * INT64_C(1000000))
+
+/* A PostgreSQL store, shared by machines, has no file to lock: the lease
+ * alone. A SQLite store: the lock file as ever, and the lease too, so that
+ * `etl serve` on the same file (whose runs hold a lease and no lock file)
+ * and `etl run` keep out of each other's way. Nothing when the caller holds
+ * the lease already (o->lease_owner). */
+static int lock_run(etl_run_t *r, etl_lease_hold_t **lease, char *err, size_t errlen)
+{
+    if (r->o->lease_owner)
+        return 0;
+    if (etl_state_file(r->state) && lock_file(r, err, errlen) != 0)
+        return -1;
+    *lease = etl_lease_hold(r->state, r->p->state_url, r->pkey, LEASE_US, r->cancel, err, errlen);
+    return *lease ? 0 : -1;
 }
 
 static void collect(etl_run_t *r, etl_run_result_t *res)
@@ -356,6 +377,7 @@ int etl_run(const etl_pipeline_t *p, const etl_run_opts_t *o, etl_run_result_t *
     memset(res, 0, sizeof *res);
     res->status = "failed";
     etl_run_t run = {0}, *r = &run;
+    etl_lease_hold_t *lease = NULL;
     r->p = p;
     r->o = o;
     r->lock_fd = -1;
@@ -403,7 +425,7 @@ int etl_run(const etl_pipeline_t *p, const etl_run_opts_t *o, etl_run_result_t *
 
     /* --- the run itself */
     exit_code = ETL_EXIT_FAILED;
-    if (lock_run(r, err, errlen) != 0)
+    if (lock_run(r, &lease, err, errlen) != 0)
         goto done;
     const char *mode = o->full ? "full" : "incremental";
     if (!o->dry_run) {
@@ -416,6 +438,15 @@ int etl_run(const etl_pipeline_t *p, const etl_run_opts_t *o, etl_run_result_t *
         }
     }
     res->run_id = r->run_id;
+    /* the lease names its run, so a worker taking over can close it; a SQLite
+     * store keeps the killed `etl run` of a machine "running" (its lock file
+     * already kept any other run out) */
+    if (r->run_id && (o->lease_owner || (lease && !etl_state_file(r->state))))
+        etl_state_lease_run(r->state, r->pkey,
+                            o->lease_owner ? o->lease_owner : etl_lease_hold_owner(lease),
+                            r->run_id);
+    if (o->on_start)
+        o->on_start(o->on_start_arg, r->run_id);
     char *logname = p->client ? etl_asprintf("%s-%s", p->name, p->client) : etl_strdup(p->name);
     char lerr[ETL_ERRLEN] = "";
     r->log = etl_logger_new(logname ? logname : p->name, o->dry_run ? NULL : p->log_dir,
@@ -461,6 +492,9 @@ int etl_run(const etl_pipeline_t *p, const etl_run_opts_t *o, etl_run_result_t *
     }
 
 finish:;
+    if (lease && etl_lease_hold_lost(lease) && !err[0])
+        etl_errf(err, errlen, "pipeline %s: another worker took the pipeline over (this run "
+                 "could not renew its lease in time): stopped", r->pkey);
     int failed = err[0] != '\0', cancelled = 0;
     for (size_t i = 0; i < p->nstreams * 2; i++) {
         etl_srt_t *s = &r->srt[i];
@@ -504,6 +538,7 @@ done:
     free(r->srt);
     etl_lua_free(r->lua);
     etl_lua_free(r->lua_w);
+    etl_lease_hold_release(lease);
     etl_state_close(r->state);
     etl_logger_free(r->log);
     if (r->lock_fd >= 0)

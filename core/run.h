@@ -30,6 +30,15 @@ typedef struct etl_run_opts {
     const char *triggered_by; /* "cli" by default */
     atomic_int *cancel;       /* set to stop the run after the batch in flight; may be NULL */
     int progress;             /* draw the live progress line (terminal) */
+    /* The caller (etl serve) already holds the pipeline's lease in the state
+     * store under this owner: the run takes no lock file and no lease of its
+     * own, and records its run id on that lease. NULL: `etl run` takes the
+     * lock file beside a SQLite store, or the lease on a PostgreSQL one. */
+    const char *lease_owner;
+    /* called once the run has its id in the run history (etl serve answers
+     * a trigger with it); not called when the run cannot start */
+    void (*on_start)(void *arg, int64_t run_id);
+    void *on_start_arg;
 } etl_run_opts_t;
 
 typedef struct etl_stream_result {

@@ -3,6 +3,7 @@
 Tests drive the real `etl` binary in a temporary folder and assert on what
 lands in real databases and in the state store.
 """
+import hashlib
 import json
 import os
 import shutil
@@ -61,6 +62,20 @@ def query(db, sql, *params):
         return c.execute(sql, params).fetchall()
     finally:
         c.close()
+
+
+def table_digest(db):
+    """(rows, distinct ids, md5 of every row in id order) of an items table,
+    streamed."""
+    c = sqlite3.connect(db)
+    h = hashlib.md5()
+    n = 0
+    for row in c.execute("SELECT * FROM items ORDER BY id"):
+        h.update(repr(row).encode())
+        n += 1
+    distinct = c.execute("SELECT count(DISTINCT id) FROM items").fetchone()[0]
+    c.close()
+    return n, distinct, h.hexdigest()
 
 
 def execute(db, sql, *params):

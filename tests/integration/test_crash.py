@@ -1,7 +1,6 @@
 """Crash safety: `kill -9` of `etl run` at ten moments of a 200,000-row sync,
 each followed by a re-run. Every time the sink ends equal to the source, with no
 duplicate keys, and the counts of all runs add up to the rows copied."""
-import hashlib
 import os
 import signal
 import sqlite3
@@ -12,7 +11,7 @@ import unittest
 import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
 import make_items_db  # noqa: E402
-from etltest import ETL, Workdir, query, run  # noqa: E402
+from etltest import ETL, Workdir, query, run, table_digest  # noqa: E402
 
 ROWS = 200_000
 
@@ -24,19 +23,6 @@ streams:
   - name: items
     batch: 500
 """
-
-
-def table_digest(db):
-    """(rows, distinct ids, md5 of every row in id order), streamed."""
-    c = sqlite3.connect(db)
-    h = hashlib.md5()
-    n = 0
-    for row in c.execute("SELECT * FROM items ORDER BY id"):
-        h.update(repr(row).encode())
-        n += 1
-    distinct = c.execute("SELECT count(DISTINCT id) FROM items").fetchone()[0]
-    c.close()
-    return n, distinct, h.hexdigest()
 
 
 class CrashSafety(Workdir):

@@ -1,7 +1,10 @@
-/* test_state.c - the SQLite state store (core/state.h): schema and
- * migrations, stream ids, runs, checkpoints, ledger, deferred records, dead
- * letters, counts, reset, the plugin key/value space, reports, and sharing
- * the sink's connection. */
+/* test_state.c - the state store (core/state.h): schema and migrations,
+ * stream ids, runs, checkpoints, ledger, deferred records, dead letters,
+ * counts, reset, the plugin key/value space, reports, and sharing the sink's
+ * connection. On SQLite by default; with ETL_TEST_STATE_URL=postgres://...
+ * (tests/integration/test_pg_state.py sets it) the tests that are not about
+ * SQLite files run on PostgreSQL, each in a schema of its own, plus the
+ * PostgreSQL-only ones. */
 #define _GNU_SOURCE
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,12 +13,15 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <libpq-fe.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "etl/record.h"
@@ -24,10 +30,46 @@
 
 typedef struct fixture {
     char dir[64];
-    char *file; /* dir/state.db */
-    char *url;  /* sqlite:<file> */
+    char *file;     /* dir/state.db (SQLite) */
+    char *url;      /* sqlite:<file>, or the PostgreSQL URL with its schema */
+    char schema[48]; /* PostgreSQL: this test's schema */
     etl_state_t *st;
 } fixture_t;
+
+/* The PostgreSQL server to test against, or NULL for SQLite. */
+static const char *pg_base(void)
+{
+    const char *u = getenv("ETL_TEST_STATE_URL");
+    return u && strncmp(u, "postgres", 8) == 0 ? u : NULL;
+}
+
+static void quiet_notice(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg;
+}
+
+/* Runs one command on the test server outside the store. */
+static void pg_admin(const char *fmt, const char *arg)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, fmt, arg);
+    PGconn *c = PQconnectdb(pg_base());
+    PQsetNoticeProcessor(c, quiet_notice, NULL);
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(c));
+    PQclear(r);
+    PQfinish(c);
+}
+
+/* The base URL with the schema first in search_path: the store's tables
+ * land there. */
+static char *pg_url(const char *schema)
+{
+    const char *b = pg_base();
+    return etl_asprintf("%s%coptions=-csearch_path%%3D%s", b, strchr(b, '?') ? '&' : '?', schema);
+}
 
 static void rm_rf(const char *path)
 {
@@ -64,6 +106,15 @@ static etl_state_t *open_ok(const char *url)
 static int setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof *f);
+    if (pg_base()) {
+        static int n;
+        snprintf(f->schema, sizeof f->schema, "test_state_%d_%d", (int)getpid(), ++n);
+        pg_admin("CREATE SCHEMA %s", f->schema);
+        f->url = pg_url(f->schema);
+        f->st = open_ok(f->url);
+        *state = f;
+        return 0;
+    }
     strcpy(f->dir, "/tmp/etl-test-state-XXXXXX");
     if (!mkdtemp(f->dir))
         return -1;
@@ -78,7 +129,10 @@ static int teardown(void **state)
 {
     fixture_t *f = *state;
     etl_state_close(f->st);
-    rm_rf(f->dir);
+    if (f->schema[0])
+        pg_admin("DROP SCHEMA %s CASCADE", f->schema);
+    else
+        rm_rf(f->dir);
     free(f->file);
     free(f->url);
     free(f);
@@ -147,8 +201,8 @@ static void test_open_creates_and_migrates(void **state)
     assert_string_equal(etl_state_file(f->st), f->file);
     assert_string_equal(q1(f->st, "SELECT value FROM etl_meta WHERE key='schema_version'", NULL,
                            NULL),
-                        "4");
-    assert_int_equal(ETL_STATE_SCHEMA_VERSION, 4);
+                        "5");
+    assert_int_equal(ETL_STATE_SCHEMA_VERSION, 5);
     /* version 2 added echo marks to the ledger */
     assert_string_equal(q1(f->st, "SELECT count(*) FROM pragma_table_info('ledger') WHERE"
                                   " name='echo'", NULL, NULL),
@@ -203,7 +257,7 @@ static void test_reopen_is_idempotent(void **state)
     assert_string_equal(q1(f->st, "SELECT count(*) FROM etl_meta", NULL, NULL), "1");
     assert_string_equal(q1(f->st, "SELECT value FROM etl_meta WHERE key='schema_version'", NULL,
                            NULL),
-                        "4");
+                        "5");
     assert_int_equal(sid_of(f->st, "pos", "orders", "forward"), sid);
     etl_checkpoint_t c;
     assert_int_equal(etl_state_checkpoint_get(f->st, "pos", "orders", "forward", &c), 0);
@@ -238,7 +292,7 @@ static void test_version_1_store_is_migrated(void **state)
     assert_non_null(f->st);
     assert_string_equal(q1(f->st, "SELECT value FROM etl_meta WHERE key='schema_version'", NULL,
                            NULL),
-                        "4");
+                        "5");
     assert_string_equal(q1(f->st, "SELECT count(*) FROM pragma_table_info('ledger') WHERE"
                                   " name='echo'", NULL, NULL),
                         "1");
@@ -272,7 +326,7 @@ static void test_future_schema_version_is_refused(void **state)
     assert_null(etl_state_open(f->url, err, sizeof err));
     assert_non_null(strstr(err, f->file));
     assert_non_null(strstr(err, "schema version 7"));
-    assert_non_null(strstr(err, "newer than this etl (4)"));
+    assert_non_null(strstr(err, "newer than this etl (5)"));
     assert_non_null(strstr(err, "upgrade etl"));
     /* nothing was changed by the refusal */
     assert_int_equal(sqlite3_open(f->file, &db), SQLITE_OK);
@@ -336,7 +390,8 @@ static void test_runs_begin_and_finish(void **state)
     assert_int_equal(etl_state_run_finish(f->st, r1, "failed", "source: boom"), 0);
     assert_int_equal(etl_state_run_log_file(f->st, r2, "/logs/other.log"), 0);
     assert_int_equal(etl_state_run_finish(f->st, r2, "ok", NULL), 0);
-    r = q(f->st, "SELECT status, error, finished_at IS NOT NULL FROM runs WHERE id=?", id1, NULL);
+    r = q(f->st, "SELECT status, error, CASE WHEN finished_at IS NULL THEN 0 ELSE 1 END"
+                 " FROM runs WHERE id=?", id1, NULL);
     assert_string_equal(r->cell[0][0], "failed");
     assert_string_equal(r->cell[0][1], "source: boom");
     assert_string_equal(r->cell[0][2], "1");
@@ -687,7 +742,7 @@ static void test_dead_letters_are_kept(void **state)
                      0);
     rows_t *r = q(st,
                   "SELECT run_id, pipeline, stream, direction, key, error, record,"
-                  " created_at IS NOT NULL FROM dead_letters ORDER BY id",
+                  " CASE WHEN created_at IS NULL THEN 0 ELSE 1 END FROM dead_letters ORDER BY id",
                   NULL, NULL);
     assert_int_equal(r->n, 2);
     const char *w0[] = {"7", "pos", "orders", "forward", "o1", "lua: attempt to index nil",
@@ -993,16 +1048,790 @@ static void test_share_runs_statements_on_the_sink_connection(void **state)
     sqlite3_close(sink);
 }
 
+/* ------------------------------------------------------------ schedules and leases */
+
+typedef struct sched_rows {
+    int n;
+    char key[16][32], owner[16][32];
+    int64_t next[16], until[16], run[16];
+} sched_rows_t;
+
+static int sched_cb(void *arg, const char *key, int64_t next, const char *owner, int64_t until,
+                    int64_t run)
+{
+    sched_rows_t *r = arg;
+    etl_strlcpy(r->key[r->n], key, sizeof r->key[0]);
+    etl_strlcpy(r->owner[r->n], owner ? owner : "(none)", sizeof r->owner[0]);
+    r->next[r->n] = next;
+    r->until[r->n] = until;
+    r->run[r->n] = run;
+    r->n++;
+    return 0;
+}
+
+static sched_rows_t *sched(etl_state_t *st)
+{
+    static sched_rows_t r;
+    memset(&r, 0, sizeof r);
+    if (etl_state_schedule_list(st, sched_cb, &r) != 0)
+        fail_msg("schedule list: %s", etl_state_error(st));
+    return &r;
+}
+
+/* The row of key in sched(), or -1. */
+static int sched_row(sched_rows_t *r, const char *key)
+{
+    for (int i = 0; i < r->n; i++)
+        if (strcmp(r->key[i], key) == 0)
+            return i;
+    return -1;
+}
+
+static const char *const KEYS[] = {"a", "b", "c", "d", "e"};
+
+static void test_claim_due_takes_the_earliest_due_key(void **state)
+{
+    fixture_t *f = *state;
+    etl_state_t *st = f->st;
+    const int64_t due[] = {300, 100, 200, 0, 900}; /* d: not scheduled; e: later */
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(etl_state_schedule_set(st, KEYS[i], due[i]), 0);
+    etl_lease_t l;
+    const char *order[] = {"b", "c", "a"};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(etl_state_lease_claim_due(st, KEYS, 5, "w1", 500, 60, &l), 1);
+        assert_string_equal(l.pipeline, order[i]);
+        assert_int_equal(l.due_us, due[order[i][0] - 'a']);
+        assert_int_equal(l.lost_run_id, 0);
+        assert_null(l.lost_owner);
+        etl_lease_clear(&l);
+    }
+    /* the rest: leased, not scheduled, or not due yet */
+    assert_int_equal(etl_state_lease_claim_due(st, KEYS, 5, "w2", 500, 60, &l), 0);
+    assert_null(l.pipeline);
+    /* only the keys asked about */
+    assert_int_equal(etl_state_lease_claim_due(st, KEYS + 3, 2, "w1", 1000, 60, &l), 1);
+    assert_string_equal(l.pipeline, "e");
+    etl_lease_clear(&l);
+    assert_int_equal(etl_state_lease_claim_due(st, KEYS, 0, "w1", 1000, 60, &l), 0);
+    /* keys without a row are no error */
+    const char *ghosts[] = {"nobody", "x\"y\\z"};
+    assert_int_equal(etl_state_lease_claim_due(st, ghosts, 2, "w1", 1000, 60, &l), 0);
+    sched_rows_t *r = sched(st);
+    assert_int_equal(r->n, 5);
+    assert_string_equal(r->owner[sched_row(r, "b")], "w1");
+    assert_int_equal(r->until[sched_row(r, "b")], 560);
+    assert_string_equal(r->owner[sched_row(r, "d")], "(none)");
+}
+
+static void test_schedule_ensure_keeps_an_existing_time(void **state)
+{
+    fixture_t *f = *state;
+    etl_state_t *st = f->st;
+    assert_int_equal(etl_state_schedule_ensure(st, "p", 100), 0);
+    assert_int_equal(etl_state_schedule_ensure(st, "p", 200), 0);
+    sched_rows_t *r = sched(st);
+    assert_int_equal(r->n, 1);
+    assert_int_equal(r->next[0], 100);
+    assert_int_equal(etl_state_schedule_set(st, "p", 150), 0);
+    assert_int_equal(sched(st)->next[0], 150);
+    /* 0 is "not scheduled": ensure gives it a time */
+    assert_int_equal(etl_state_schedule_set(st, "p", 0), 0);
+    assert_int_equal(etl_state_schedule_ensure(st, "p", 300), 0);
+    assert_int_equal(sched(st)->next[0], 300);
+    assert_int_equal(etl_state_schedule_ensure(st, "", 300), -1);
+}
+
+static void test_renew_extends_and_release_frees(void **state)
+{
+    fixture_t *f = *state;
+    etl_state_t *st = f->st;
+    assert_int_equal(etl_state_schedule_set(st, "p", 100), 0);
+    etl_lease_t l;
+    assert_int_equal(etl_state_lease_claim_due(st, KEYS, 0, "w1", 100, 60, &l), 0);
+    const char *p[] = {"p"};
+    assert_int_equal(etl_state_lease_claim_due(st, p, 1, "w1", 100, 60, &l), 1);
+    etl_lease_clear(&l);
+    assert_int_equal(etl_state_lease_renew(st, "p", "w1", 400), 1);
+    assert_int_equal(sched(st)->until[0], 400);
+    assert_int_equal(etl_state_lease_renew(st, "p", "w2", 900), 0); /* not w2's */
+    assert_int_equal(etl_state_lease_run(st, "p", "w1", 42), 1);
+    assert_int_equal(etl_state_lease_run(st, "p", "w2", 43), 0);
+    assert_int_equal(sched(st)->run[0], 42);
+    /* the run history names the worker of a run that holds a lease */
+    etl_run_info_t info = {"p", NULL, "full", "forward", "schedule", NULL};
+    int64_t run;
+    assert_int_equal(etl_state_run_begin(st, &info, &run), 0);
+    assert_int_equal(etl_state_lease_run(st, "p", "w1", run), 1);
+    assert_int_equal(etl_state_lease_run(st, "p", "w2", run), 0);
+    char rid[24];
+    snprintf(rid, sizeof rid, "%lld", (long long)run);
+    assert_string_equal(q1(st, "SELECT worker FROM runs WHERE id=?", rid, NULL), "w1");
+    assert_int_equal(sched(st)->run[0], run);
+    assert_int_equal(etl_state_lease_release(st, "p", "w2", 5), 0);
+    assert_int_equal(sched(st)->next[0], 100); /* a release that is not ours changes nothing */
+    assert_int_equal(etl_state_lease_release(st, "p", "w1", 1000), 1);
+    sched_rows_t *r = sched(st);
+    assert_string_equal(r->owner[0], "(none)");
+    assert_int_equal(r->until[0], 0);
+    assert_int_equal(r->run[0], 0);
+    assert_int_equal(r->next[0], 1000);
+    assert_int_equal(etl_state_lease_release(st, "p", "w1", 2000), 0); /* twice: not ours */
+    assert_int_equal(etl_state_lease_renew(st, "p", "w1", 2000), 0);
+    /* next_us < 0 leaves next_run_at alone */
+    assert_int_equal(etl_state_lease_claim_due(st, p, 1, "w1", 1000, 60, &l), 1);
+    etl_lease_clear(&l);
+    assert_int_equal(etl_state_lease_release(st, "p", "w1", -1), 1);
+    assert_int_equal(sched(st)->next[0], 1000);
+}
+
+static void test_expired_lease_is_taken_over_with_its_run(void **state)
+{
+    fixture_t *f = *state;
+    etl_state_t *st = f->st;
+    const char *p[] = {"p"};
+    etl_lease_t l;
+    assert_int_equal(etl_state_schedule_set(st, "p", 100), 0);
+    assert_int_equal(etl_state_lease_claim_due(st, p, 1, "host-a:1", 100, 50, &l), 1);
+    etl_lease_clear(&l);
+    assert_int_equal(etl_state_lease_run(st, "p", "host-a:1", 42), 1);
+    /* lease_until 150: still live at 150 */
+    assert_int_equal(etl_state_lease_claim_due(st, p, 1, "host-b:2", 150, 50, &l), 0);
+    assert_int_equal(etl_state_lease_claim_due(st, p, 1, "host-b:2", 151, 50, &l), 1);
+    assert_string_equal(l.pipeline, "p");
+    assert_int_equal(l.due_us, 100);
+    assert_int_equal(l.lost_run_id, 42);
+    assert_string_equal(l.lost_owner, "host-a:1");
+    etl_lease_clear(&l);
+    assert_null(l.lost_owner);
+    /* the taker's lease starts without a run; the old owner has lost it */
+    assert_int_equal(sched(st)->run[0], 0);
+    assert_int_equal(etl_state_lease_renew(st, "p", "host-a:1", 500), 0);
+    assert_int_equal(etl_state_lease_release(st, "p", "host-a:1", 999), 0);
+    assert_int_equal(etl_state_lease_release(st, "p", "host-b:2", 500), 1);
+    /* a lease released properly leaves nothing to take over */
+    assert_int_equal(etl_state_lease_claim_due(st, p, 1, "host-c:3", 600, 50, &l), 1);
+    assert_int_equal(l.lost_run_id, 0);
+    assert_null(l.lost_owner);
+    etl_lease_clear(&l);
+}
+
+static void test_manual_claim_names_the_holder(void **state)
+{
+    fixture_t *f = *state;
+    etl_state_t *st = f->st;
+    etl_lease_t l;
+    char *holder = (char *)"junk";
+    assert_int_equal(etl_state_lease_claim(st, "m", "w1", 100, 60, &l, &holder), 1);
+    assert_null(holder);
+    assert_string_equal(l.pipeline, "m");
+    assert_int_equal(l.due_us, 0); /* the row was made: not scheduled */
+    etl_lease_clear(&l);
+    assert_int_equal(etl_state_lease_claim(st, "m", "w2", 120, 60, &l, &holder), 0);
+    assert_string_equal(holder, "w1");
+    assert_null(l.pipeline);
+    free(holder);
+    /* a live lease holds even its own owner off: no second run */
+    assert_int_equal(etl_state_lease_claim(st, "m", "w1", 130, 60, &l, &holder), 0);
+    assert_string_equal(holder, "w1");
+    free(holder);
+    /* a manual claim ignores next_run_at, and takes an expired lease over */
+    assert_int_equal(etl_state_lease_run(st, "m", "w1", 7), 1);
+    assert_int_equal(etl_state_schedule_set(st, "m", 99999), 0);
+    assert_int_equal(etl_state_lease_claim(st, "m", "w2", 161, 60, &l, &holder), 1);
+    assert_null(holder);
+    assert_int_equal(l.due_us, 99999);
+    assert_int_equal(l.lost_run_id, 7);
+    assert_string_equal(l.lost_owner, "w1");
+    etl_lease_clear(&l);
+    /* a NULL holder pointer is allowed */
+    assert_int_equal(etl_state_lease_claim(st, "m", "w3", 170, 60, &l, NULL), 0);
+}
+
+static void test_takeover_only_from_the_named_owner(void **state)
+{
+    fixture_t *f = *state;
+    etl_state_t *st = f->st;
+    etl_lease_t l;
+    assert_int_equal(etl_state_lease_claim(st, "t", "host:111", 100, 60, &l, NULL), 1);
+    etl_lease_clear(&l);
+    assert_int_equal(etl_state_lease_run(st, "t", "host:111", 5), 1);
+    assert_int_equal(etl_state_lease_takeover(st, "t", "host:999", "host:222", 110, 60, &l), 0);
+    assert_null(l.pipeline);
+    assert_int_equal(etl_state_lease_takeover(st, "t", "host:111", "host:222", 110, 60, &l), 1);
+    assert_string_equal(l.lost_owner, "host:111");
+    assert_int_equal(l.lost_run_id, 5);
+    etl_lease_clear(&l);
+    assert_int_equal(etl_state_lease_renew(st, "t", "host:111", 500), 0);
+    assert_int_equal(etl_state_lease_renew(st, "t", "host:222", 500), 1);
+    assert_int_equal(etl_state_lease_takeover(st, "nokey", "host:111", "host:222", 110, 60, &l), 0);
+}
+
+static void test_schedule_list_in_key_order(void **state)
+{
+    fixture_t *f = *state;
+    etl_state_t *st = f->st;
+    const char *keys[] = {"pos@zeta", "pos", "Pos", "pos@acme", "a b"};
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(etl_state_schedule_set(st, keys[i], i + 1), 0);
+    sched_rows_t *r = sched(st);
+    const char *want[] = {"Pos", "a b", "pos", "pos@acme", "pos@zeta"}; /* bytewise */
+    assert_int_equal(r->n, 5);
+    for (int i = 0; i < 5; i++)
+        assert_string_equal(r->key[i], want[i]);
+}
+
+static void test_lease_calls_inside_a_transaction_are_refused(void **state)
+{
+    fixture_t *f = *state;
+    etl_state_t *st = f->st;
+    etl_lease_t l;
+    const char *p[] = {"p"};
+    assert_int_equal(etl_state_schedule_set(st, "p", 1), 0);
+    assert_int_equal(etl_state_begin(st), 0);
+    assert_int_equal(etl_state_lease_claim_due(st, p, 1, "w", 10, 10, &l), -1);
+    assert_non_null(strstr(etl_state_error(st), "inside a transaction"));
+    etl_state_rollback(st);
+    assert_int_equal(etl_state_lease_claim_due(st, p, 1, "w", 10, 10, &l), 1);
+    etl_lease_clear(&l);
+    assert_int_equal(etl_state_lease_claim(st, "q", "", 10, 10, &l, NULL), -1);
+}
+
+/* Processes racing for the same due keys: each claim of a (key, due time)
+ * happens once, and a key is never held by two at a time (a release moves
+ * its due time on, so a double hold would claim one due time twice). */
+static void test_processes_racing_never_share_a_key(void **state)
+{
+    fixture_t *f = *state;
+    enum { PROCS = 4, CLAIMS = 40 };
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(etl_state_schedule_set(f->st, KEYS[i], 1), 0);
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t kids[PROCS];
+    for (int k = 0; k < PROCS; k++) {
+        kids[k] = fork();
+        assert_true(kids[k] >= 0);
+        if (kids[k] == 0) {
+            close(fds[0]);
+            char err[ETL_ERRLEN], owner[32], line[96];
+            snprintf(owner, sizeof owner, "racer:%d", k);
+            etl_state_t *st = etl_state_open(f->url, err, sizeof err);
+            int got = 0, rc = st ? 0 : 1;
+            for (int tries = 0; st && got < CLAIMS && tries < CLAIMS * 50; tries++) {
+                etl_lease_t l;
+                int c = etl_state_lease_claim_due(st, KEYS, 5, owner, etl_now_us(),
+                                                  INT64_C(60000000), &l);
+                if (c < 0) {
+                    rc = 2;
+                    break;
+                }
+                if (c == 0)
+                    continue;
+                int n = snprintf(line, sizeof line, "%s %lld\n", l.pipeline, (long long)l.due_us);
+                if (write(fds[1], line, (size_t)n) != n)
+                    rc = 3;
+                if (etl_state_lease_release(st, l.pipeline, owner, l.due_us + 1) != 1)
+                    rc = 4;
+                etl_lease_clear(&l);
+                got++;
+            }
+            etl_state_close(st);
+            _exit(rc);
+        }
+    }
+    close(fds[1]);
+    FILE *in = fdopen(fds[0], "r");
+    char line[96];
+    char (*seen)[96] = calloc(PROCS * CLAIMS, sizeof *seen);
+    int n = 0;
+    while (fgets(line, sizeof line, in)) {
+        for (int i = 0; i < n; i++)
+            if (strcmp(seen[i], line) == 0)
+                fail_msg("claimed twice: %s", line);
+        assert_true(n < PROCS * CLAIMS);
+        strcpy(seen[n++], line);
+    }
+    fclose(in);
+    for (int k = 0; k < PROCS; k++) {
+        int ws;
+        assert_int_equal(waitpid(kids[k], &ws, 0), kids[k]);
+        assert_true(WIFEXITED(ws));
+        assert_int_equal(WEXITSTATUS(ws), 0);
+    }
+    assert_int_equal(n, PROCS * CLAIMS);
+    free(seen);
+}
+
+/* ------------------------------------------------------------ holding a lease for a run */
+
+static void sleep_ms(int ms)
+{
+    struct timespec t = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&t, NULL);
+}
+
+static void test_lease_hold_renews_and_releases(void **state)
+{
+    fixture_t *f = *state;
+    char err[ETL_ERRLEN] = "";
+    atomic_int cancel;
+    atomic_init(&cancel, 0);
+    int64_t t0 = etl_now_us();
+    etl_lease_hold_t *h = etl_lease_hold(f->st, f->url, "run", 1000000, &cancel, err, sizeof err);
+    if (!h)
+        fail_msg("%s", err);
+    char *self = etl_lease_owner_self();
+    assert_string_equal(etl_lease_hold_owner(h), self);
+    sched_rows_t *r = sched(f->st);
+    assert_string_equal(r->owner[0], self);
+    assert_true(r->until[0] >= t0 + 1000000);
+    sleep_ms(1500); /* past the first lease: renewed (every third of it) meanwhile */
+    r = sched(f->st);
+    assert_true(r->until[0] > etl_now_us());
+    assert_int_equal(etl_lease_hold_lost(h), 0);
+    assert_int_equal(atomic_load(&cancel), 0);
+    /* held under this process's own name: a caller's, borrowed and left alone */
+    etl_lease_hold_t *b = etl_lease_hold(f->st, f->url, "run", 300000, NULL, err, sizeof err);
+    assert_non_null(b);
+    assert_string_equal(etl_lease_hold_owner(b), self);
+    etl_lease_hold_release(b);
+    assert_string_equal(sched(f->st)->owner[0], self);
+    etl_lease_hold_release(h);
+    r = sched(f->st);
+    assert_string_equal(r->owner[0], "(none)");
+    etl_lease_hold_release(NULL);
+    free(self);
+}
+
+static void test_lease_hold_takes_over_from_a_dead_local_process(void **state)
+{
+    fixture_t *f = *state;
+    /* a process of this host that is gone */
+    pid_t dead = fork();
+    assert_true(dead >= 0);
+    if (dead == 0)
+        _exit(0);
+    assert_int_equal(waitpid(dead, NULL, 0), dead);
+    char *self = etl_lease_owner_self();
+    char *ghost = etl_asprintf("%.*s:%d", (int)(strrchr(self, ':') - self), self, (int)dead);
+    etl_lease_t l;
+    assert_int_equal(etl_state_lease_claim(f->st, "p", ghost, etl_now_us(), 60000000, &l, NULL),
+                     1);
+    etl_lease_clear(&l);
+    etl_run_info_t info = {"p", NULL, "full", "forward", "cli", NULL};
+    int64_t run;
+    assert_int_equal(etl_state_run_begin(f->st, &info, &run), 0);
+    assert_int_equal(etl_state_lease_run(f->st, "p", ghost, run), 1);
+    char err[ETL_ERRLEN] = "";
+    etl_lease_hold_t *h = etl_lease_hold(f->st, f->url, "p", 60000000, NULL, err, sizeof err);
+    if (!h)
+        fail_msg("%s", err);
+    char rid[24];
+    snprintf(rid, sizeof rid, "%lld", (long long)run);
+    rows_t *r = q(f->st, "SELECT status, error FROM runs WHERE id=?", rid, NULL);
+    assert_string_equal(r->cell[0][0], "failed");
+    char *why = etl_asprintf("interrupted: %s stopped without finishing; %s took the pipeline over",
+                             ghost, self);
+    assert_string_equal(r->cell[0][1], why);
+    free(why);
+    etl_lease_hold_release(h);
+    /* a live owner elsewhere is waited for, whatever its pid */
+    assert_int_equal(etl_state_lease_claim(f->st, "p", "some-other-host:1", etl_now_us(), 60000000,
+                                           &l, NULL),
+                     1);
+    etl_lease_clear(&l);
+    assert_null(etl_lease_hold(f->st, f->url, "p", 60000000, NULL, err, sizeof err));
+    assert_non_null(strstr(err, "already running (lease held by some-other-host:1)"));
+    free(ghost);
+    free(self);
+}
+
+static void test_lease_hold_lost_to_another_worker_cancels_the_run(void **state)
+{
+    fixture_t *f = *state;
+    char err[ETL_ERRLEN] = "";
+    atomic_int cancel;
+    atomic_init(&cancel, 0);
+    etl_lease_hold_t *h = etl_lease_hold(f->st, f->url, "run", 300000, &cancel, err, sizeof err);
+    if (!h)
+        fail_msg("%s", err);
+    etl_lease_t l;
+    assert_int_equal(etl_state_lease_takeover(f->st, "run", etl_lease_hold_owner(h), "thief:1",
+                                              etl_now_us(), 60000000, &l),
+                     1);
+    etl_lease_clear(&l);
+    for (int i = 0; i < 50 && !etl_lease_hold_lost(h); i++)
+        sleep_ms(50);
+    assert_int_equal(etl_lease_hold_lost(h), 1);
+    assert_int_equal(atomic_load(&cancel), 1);
+    etl_lease_hold_release(h); /* not ours: left to the thief */
+    assert_string_equal(sched(f->st)->owner[0], "thief:1");
+}
+
+static void test_version_4_store_gets_the_new_schedules(void **state)
+{
+    fixture_t *f = *state;
+    etl_state_close(f->st);
+    f->st = NULL;
+    /* what version 4 had: the unused text-typed schedules table */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->file, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "DROP TABLE schedules;"
+                                      " CREATE TABLE schedules(pipeline TEXT PRIMARY KEY,"
+                                      " next_run_at TEXT, lease_owner TEXT, lease_until TEXT);"
+                                      " INSERT INTO schedules VALUES('old', NULL, NULL, NULL);"
+                                      " UPDATE etl_meta SET value='4' WHERE key='schema_version'",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    f->st = open_ok(f->url);
+    assert_string_equal(q1(f->st, "SELECT value FROM etl_meta WHERE key='schema_version'", NULL,
+                           NULL),
+                        "5");
+    assert_string_equal(q1(f->st, "SELECT group_concat(name || ' ' || type, ', ') FROM"
+                                  " pragma_table_info('schedules')", NULL, NULL),
+                        "pipeline TEXT, next_run_at INTEGER, lease_owner TEXT,"
+                        " lease_until INTEGER, run_id INTEGER");
+    assert_int_equal(sched(f->st)->n, 0);
+    etl_lease_t l;
+    assert_int_equal(etl_state_lease_claim(f->st, "p", "w", 1, 10, &l, NULL), 1);
+    etl_lease_clear(&l);
+}
+
+/* ------------------------------------------------------------ PostgreSQL only */
+
+static void test_pg_open_creates_tables_in_the_search_path_schema(void **state)
+{
+    fixture_t *f = *state;
+    assert_string_equal(etl_state_kind(f->st), "postgres");
+    assert_null(etl_state_file(f->st));
+    assert_string_equal(q1(f->st, "SELECT value FROM etl_meta WHERE key='schema_version'", NULL,
+                           NULL),
+                        "5");
+    static const char *const tables[] = {"checkpoints", "dead_letters", "deferred", "etl_meta",
+                                         "etl_streams", "kv",           "ledger",   "run_streams",
+                                         "runs",        "schedules"};
+    rows_t *r = q(f->st, "SELECT table_name FROM information_schema.tables WHERE table_schema=?"
+                         " ORDER BY 1", f->schema, NULL);
+    assert_int_equal(r->n, (int)ETL_ARRAY_LEN(tables));
+    for (size_t i = 0; i < ETL_ARRAY_LEN(tables); i++)
+        assert_string_equal(r->cell[i][0], tables[i]);
+    /* keys page in byte order whatever the database's collation */
+    assert_string_equal(q1(f->st, "SELECT collation_name FROM information_schema.columns WHERE"
+                                  " table_schema=? AND table_name='ledger' AND column_name='key'",
+                           f->schema, NULL),
+                        "C");
+}
+
+static void test_pg_future_schema_version_is_refused(void **state)
+{
+    fixture_t *f = *state;
+    rows_t r;
+    assert_int_equal(etl_state_query(f->st, "UPDATE etl_meta SET value='7' WHERE"
+                                            " key='schema_version'", NULL, 0, rows_cb, &r),
+                     0);
+    char err[ETL_ERRLEN] = "";
+    assert_null(etl_state_open(f->url, err, sizeof err));
+    assert_non_null(strstr(err, "schema version 7"));
+    assert_non_null(strstr(err, "newer than this etl (5)"));
+    assert_non_null(strstr(err, "postgres://"));
+}
+
+typedef struct opener {
+    const char *url;
+    int ok;
+    char err[ETL_ERRLEN];
+} opener_t;
+
+static void *open_thread(void *arg)
+{
+    opener_t *o = arg;
+    etl_state_t *st = etl_state_open(o->url, o->err, sizeof o->err);
+    o->ok = st != NULL;
+    etl_state_close(st);
+    return NULL;
+}
+
+static void test_pg_concurrent_first_opens_migrate_once(void **state)
+{
+    fixture_t *f = *state;
+    char schema[64];
+    snprintf(schema, sizeof schema, "%s_fresh", f->schema);
+    pg_admin("CREATE SCHEMA %s", schema);
+    char *url = pg_url(schema);
+    opener_t o[8];
+    pthread_t t[8];
+    for (int i = 0; i < 8; i++) {
+        o[i] = (opener_t){url, 0, ""};
+        assert_int_equal(pthread_create(&t[i], NULL, open_thread, &o[i]), 0);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(t[i], NULL);
+        if (!o[i].ok)
+            fail_msg("open %d: %s", i, o[i].err);
+    }
+    etl_state_t *st = open_ok(url);
+    assert_string_equal(q1(st, "SELECT count(*) FROM etl_meta", NULL, NULL), "1");
+    assert_string_equal(q1(st, "SELECT count(*) FROM information_schema.tables WHERE"
+                               " table_schema=?", schema, NULL),
+                        "10");
+    etl_state_close(st);
+    free(url);
+    pg_admin("DROP SCHEMA %s CASCADE", schema);
+}
+
+static void test_pg_share_is_refused(void **state)
+{
+    fixture_t *f = *state;
+    assert_int_equal(etl_state_share(f->st, f), -1);
+    assert_non_null(strstr(etl_state_error(f->st), "cannot share"));
+    assert_int_equal(etl_state_share(f->st, NULL), 0);
+    assert_int_equal(etl_state_shared(f->st), 0);
+}
+
+static void test_pg_pipelined_error_shows_at_commit_and_rolls_back(void **state)
+{
+    fixture_t *f = *state;
+    etl_state_t *st = f->st;
+    int64_t sid = sid_of(st, "pos", "orders", "forward");
+    uint64_t h;
+    assert_int_equal(etl_state_begin(st), 0);
+    assert_int_equal(etl_state_ledger_put(st, sid, "k1", 2, 5, 1), 0);
+    /* reason NOT NULL: this fails on the server, reported later */
+    assert_int_equal(etl_state_deferred_put(st, sid, "k1", 2, NULL, "{}"), 0);
+    assert_int_equal(etl_state_checkpoint_put(st, "pos", "orders", "forward", "9", "int", 1, 0),
+                     0);
+    assert_int_equal(etl_state_commit(st), -1);
+    assert_non_null(strstr(etl_state_error(st), "deferred"));
+    assert_non_null(strstr(etl_state_error(st), "reason"));
+    etl_state_rollback(st); /* what the writer does next: harmless */
+    assert_int_equal(etl_state_ledger_get(st, sid, "k1", 2, &h), 0);
+    etl_checkpoint_t c;
+    assert_int_equal(etl_state_checkpoint_get(st, "pos", "orders", "forward", &c), 0);
+    assert_null(c.cursor);
+    /* and the store goes on */
+    assert_int_equal(etl_state_begin(st), 0);
+    assert_int_equal(etl_state_ledger_put(st, sid, "k1", 2, 6, 1), 0);
+    assert_int_equal(etl_state_commit(st), 0);
+    assert_int_equal(etl_state_ledger_get(st, sid, "k1", 2, &h), 1);
+    assert_int_equal(h, 6);
+}
+
+static void test_pg_long_transactions_drain_the_pipeline(void **state)
+{
+    fixture_t *f = *state;
+    etl_state_t *st = f->st;
+    int64_t sid = sid_of(st, "pos", "items", "forward");
+    char key[32];
+    assert_int_equal(etl_state_begin(st), 0);
+    for (int i = 0; i < 2000; i++) {
+        snprintf(key, sizeof key, "%d", i);
+        assert_int_equal(etl_state_ledger_add(st, sid, key, strlen(key), (uint64_t)i + 1, 1), 0);
+        assert_int_equal(etl_state_ledger_seen(st, sid, key, strlen(key), 2), 0);
+    }
+    assert_int_equal(etl_state_commit(st), 0);
+    assert_string_equal(q1(st, "SELECT count(*) FROM ledger WHERE seen=2", NULL, NULL), "2000");
+
+    /* an error early in a long transaction: a later call fails, nothing lands */
+    assert_int_equal(etl_state_begin(st), 0);
+    int failed_at = -1;
+    etl_counts_t one = {1, 0, 0, 0, 0, 0, 0};
+    for (int i = 0; i < 5000 && failed_at < 0; i++) {
+        snprintf(key, sizeof key, "x%d", i);
+        int rc = i == 10 ? etl_state_deferred_put(st, sid, key, strlen(key), NULL, "{}")
+                         : etl_state_ledger_put(st, sid, key, strlen(key), 1, 3) ||
+                               etl_state_counts_add(st, 1, "items", "forward", &one);
+        if (rc != 0)
+            failed_at = i;
+    }
+    assert_true(failed_at > 10);
+    assert_non_null(strstr(etl_state_error(st), "reason"));
+    assert_int_equal(etl_state_ledger_put(st, sid, "late", 4, 1, 3), -1);
+    assert_int_equal(etl_state_commit(st), -1);
+    etl_state_rollback(st);
+    assert_string_equal(q1(st, "SELECT count(*) FROM ledger WHERE seen=3", NULL, NULL), "0");
+    assert_string_equal(q1(st, "SELECT count(*) FROM run_streams", NULL, NULL), "0");
+}
+
+/* Inside a transaction row operations are combined into one statement per
+ * kind; what lands must be what the statements one by one would leave. */
+static void test_pg_combined_row_operations_keep_their_order(void **state)
+{
+    fixture_t *f = *state;
+    etl_state_t *st = f->st;
+    int64_t sid = sid_of(st, "pos", "items", "forward");
+    int64_t other = sid_of(st, "pos", "items", "reverse");
+    uint64_t h;
+    char *mark;
+    assert_int_equal(etl_state_begin(st), 0);
+    assert_int_equal(etl_state_ledger_put(st, sid, "a", 1, 1, 1), 0);
+    assert_int_equal(etl_state_ledger_put(st, sid, "a", 1, 2, 1), 0);   /* the last wins */
+    assert_int_equal(etl_state_ledger_seen(st, sid, "a", 1, 7), 0);     /* after the put */
+    assert_int_equal(etl_state_ledger_put(st, sid, "b", 1, 3, 1), 0);
+    assert_int_equal(etl_state_ledger_del(st, sid, "b", 1), 0);         /* after the put */
+    assert_int_equal(etl_state_ledger_put(st, sid, "b", 1, 4, 1), 0);   /* and back */
+    assert_int_equal(etl_state_echo_put(st, other, "a", 1, "c1"), 0);   /* another ledger */
+    assert_int_equal(etl_state_ledger_put(st, other, "e", 1, 9, 1), 0);
+    assert_int_equal(etl_state_echo_put(st, other, "e", 1, "c2"), 0);   /* after the put */
+    assert_int_equal(etl_state_deferred_put(st, sid, "d\"q", 3, "why", "{}"), 0);
+    assert_int_equal(etl_state_deferred_del(st, sid, "d\"q", 3), 0);
+    assert_int_equal(etl_state_ledger_put(st, sid, "k\\\"{},", 6, 5, 1), 0); /* quoting */
+    assert_int_equal(etl_state_ledger_put(st, sid, "", 0, 6, 1), 0);
+    assert_int_equal(etl_state_commit(st), 0);
+    assert_int_equal(etl_state_ledger_get(st, sid, "a", 1, &h), 1);
+    assert_int_equal(h, 2);
+    assert_string_equal(q1(st, "SELECT seen FROM ledger WHERE key='a' AND hash=2", NULL, NULL),
+                        "7");
+    assert_int_equal(etl_state_ledger_get(st, sid, "b", 1, &h), 1);
+    assert_int_equal(h, 4);
+    assert_int_equal(etl_state_echo_get(st, other, "a", 1, &mark), 1);
+    assert_string_equal(mark, "c1");
+    free(mark);
+    assert_int_equal(etl_state_echo_get(st, other, "e", 1, &mark), 1);
+    assert_string_equal(mark, "c2");
+    free(mark);
+    assert_int_equal(etl_state_deferred_count(st, sid), 0);
+    assert_int_equal(etl_state_ledger_get(st, sid, "k\\\"{},", 6, &h), 1);
+    assert_int_equal(h, 5);
+    assert_int_equal(etl_state_ledger_get(st, sid, "", 0, &h), 1);
+    assert_int_equal(h, 6);
+    /* a rollback forgets what was queued */
+    assert_int_equal(etl_state_begin(st), 0);
+    assert_int_equal(etl_state_ledger_del(st, sid, "a", 1), 0);
+    etl_state_rollback(st);
+    assert_int_equal(etl_state_ledger_get(st, sid, "a", 1, &h), 1);
+}
+
+static void test_pg_reconnects_after_the_connection_is_lost(void **state)
+{
+    fixture_t *f = *state;
+    etl_state_t *st = f->st;
+    int64_t sid = sid_of(st, "pos", "orders", "forward");
+    char pid[24];
+    etl_strlcpy(pid, q1(st, "SELECT pg_backend_pid()", NULL, NULL), sizeof pid);
+    pg_admin("SELECT pg_terminate_backend(%s)", pid);
+    /* the first call may learn of the loss; the next one reconnects */
+    if (etl_state_ledger_count(st, sid) < 0)
+        assert_non_null(strstr(etl_state_error(st), "postgres://"));
+    assert_int_equal(etl_state_ledger_count(st, sid), 0);
+    assert_int_equal(etl_state_begin(st), 0);
+    assert_int_equal(etl_state_ledger_put(st, sid, "k", 1, 1, 1), 0);
+    assert_int_equal(etl_state_commit(st), 0);
+    assert_true(etl_state_ledger_count(st, sid) > 0);
+    assert_string_not_equal(q1(st, "SELECT pg_backend_pid()", NULL, NULL), pid);
+}
+
+/* A stream looked up often has its ledger read into memory: the answers
+ * must stay the server's through writes, rollbacks and outside changes. */
+static void test_pg_ledger_cache_answers_like_the_server(void **state)
+{
+    fixture_t *f = *state;
+    etl_state_t *st = f->st;
+    int64_t sid = sid_of(st, "pos", "items", "forward");
+    int64_t other = sid_of(st, "pos", "items", "reverse");
+    char key[32];
+    uint64_t h;
+    char *mark;
+    assert_int_equal(etl_state_begin(st), 0);
+    for (int i = 0; i < 3000; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        assert_int_equal(etl_state_ledger_put(st, sid, key, strlen(key), (uint64_t)i + 1, 1), 0);
+    }
+    assert_int_equal(etl_state_echo_put(st, sid, "k7", 2, "c7"), 0);
+    assert_int_equal(etl_state_commit(st), 0);
+    /* enough lookups to load it, then lookups served from memory */
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 3000; i++) {
+            snprintf(key, sizeof key, "k%d", i);
+            assert_int_equal(etl_state_ledger_get(st, sid, key, strlen(key), &h), 1);
+            assert_int_equal(h, i == 7 ? 0 : (uint64_t)i + 1);
+        }
+        assert_int_equal(etl_state_ledger_get(st, sid, "absent", 6, &h), 0);
+        assert_int_equal(etl_state_echo_get(st, sid, "k7", 2, &mark), 1);
+        assert_string_equal(mark, "c7");
+        free(mark);
+        assert_int_equal(etl_state_echo_get(st, sid, "k8", 2, &mark), 0);
+        assert_null(mark);
+    }
+    /* the answers come from memory now: a change made behind the store's back
+     * (which a run's lease rules out) is not seen */
+    char sql[160];
+    snprintf(sql, sizeof sql, "UPDATE %s.ledger SET hash=12345 WHERE key='k0'", f->schema);
+    pg_admin("%s", sql);
+    assert_int_equal(etl_state_ledger_get(st, sid, "k0", 2, &h), 1);
+    assert_int_equal(h, 1);
+    snprintf(sql, sizeof sql, "UPDATE %s.ledger SET hash=1 WHERE key='k0'", f->schema);
+    pg_admin("%s", sql);
+    /* writes in a transaction are seen at once, and stay after the commit */
+    assert_int_equal(etl_state_begin(st), 0);
+    assert_int_equal(etl_state_ledger_put(st, sid, "k1", 2, 111, 1), 0);
+    assert_int_equal(etl_state_ledger_del(st, sid, "k2", 2), 0);
+    assert_int_equal(etl_state_echo_put(st, sid, "k3", 2, "c3"), 0);
+    assert_int_equal(etl_state_ledger_add(st, sid, "new", 3, 5, 1), 0);
+    assert_int_equal(etl_state_ledger_get(st, sid, "k1", 2, &h), 1);
+    assert_int_equal(h, 111);
+    assert_int_equal(etl_state_ledger_get(st, sid, "k2", 2, &h), 0);
+    assert_int_equal(etl_state_commit(st), 0);
+    assert_int_equal(etl_state_ledger_get(st, sid, "new", 3, &h), 1);
+    assert_int_equal(h, 5);
+    assert_int_equal(etl_state_echo_get(st, sid, "k3", 2, &mark), 1);
+    assert_string_equal(mark, "c3");
+    free(mark);
+    assert_int_equal(etl_state_ledger_get(st, sid, "k3", 2, &h), 1);
+    assert_int_equal(h, 0);
+    /* a rollback takes back what the cache was told */
+    assert_int_equal(etl_state_begin(st), 0);
+    assert_int_equal(etl_state_ledger_put(st, sid, "k4", 2, 444, 1), 0);
+    assert_int_equal(etl_state_ledger_del(st, sid, "k5", 2), 0);
+    etl_state_rollback(st);
+    assert_int_equal(etl_state_ledger_get(st, sid, "k4", 2, &h), 1);
+    assert_int_equal(h, 5);
+    assert_int_equal(etl_state_ledger_get(st, sid, "k5", 2, &h), 1);
+    /* so does a commit that fails */
+    for (int i = 0; i < 3000; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        etl_state_ledger_get(st, sid, key, strlen(key), &h);
+    }
+    assert_int_equal(etl_state_begin(st), 0);
+    assert_int_equal(etl_state_ledger_put(st, sid, "k6", 2, 666, 1), 0);
+    assert_int_equal(etl_state_deferred_put(st, sid, "k6", 2, NULL, "{}"), 0);
+    assert_int_equal(etl_state_commit(st), -1);
+    etl_state_rollback(st);
+    assert_int_equal(etl_state_ledger_get(st, sid, "k6", 2, &h), 1);
+    assert_int_equal(h, 7);
+    /* another stream's ledger is its own */
+    assert_int_equal(etl_state_ledger_get(st, other, "k1", 2, &h), 0);
+    /* the server agrees with everything answered above */
+    assert_string_equal(q1(st, "SELECT hash FROM ledger WHERE key='k1'", NULL, NULL), "111");
+    assert_string_equal(q1(st, "SELECT count(*) FROM ledger WHERE key='k2'", NULL, NULL), "0");
+    /* SQL run through the store may change a ledger: the copy is dropped */
+    for (int i = 0; i < 3000; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        etl_state_ledger_get(st, sid, key, strlen(key), &h);
+    }
+    q(st, "UPDATE ledger SET hash=999 WHERE key='k9'", NULL, NULL);
+    assert_int_equal(etl_state_ledger_get(st, sid, "k9", 2, &h), 1);
+    assert_int_equal(h, 999);
+    /* and a reset */
+    assert_int_equal(etl_state_reset(st, "pos", "items"), 0);
+    assert_int_equal(etl_state_ledger_get(st, sid, "k9", 2, &h), 0);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
-    const struct CMUnitTest tests[] = {
+    const struct CMUnitTest sqlite_only[] = {
         T(test_open_creates_and_migrates),
         T(test_open_creates_missing_folders_and_abs_form),
-        T(test_open_refuses_other_urls),
-        T(test_reopen_is_idempotent),
         T(test_version_1_store_is_migrated),
         T(test_future_schema_version_is_refused),
+        T(test_share_runs_statements_on_the_sink_connection),
+        T(test_version_4_store_gets_the_new_schedules),
+    };
+    const struct CMUnitTest both[] = {
+        T(test_open_refuses_other_urls),
+        T(test_reopen_is_idempotent),
         T(test_stream_ids_are_stable),
         T(test_runs_begin_and_finish),
         T(test_run_stream_records_status_and_counts),
@@ -1020,8 +1849,35 @@ int main(void)
         T(test_kv_get_put_delete),
         T(test_kv_from_two_threads),
         T(test_query_binds_params_and_reports_nulls),
-        T(test_share_runs_statements_on_the_sink_connection),
+        T(test_claim_due_takes_the_earliest_due_key),
+        T(test_schedule_ensure_keeps_an_existing_time),
+        T(test_renew_extends_and_release_frees),
+        T(test_expired_lease_is_taken_over_with_its_run),
+        T(test_manual_claim_names_the_holder),
+        T(test_takeover_only_from_the_named_owner),
+        T(test_schedule_list_in_key_order),
+        T(test_lease_calls_inside_a_transaction_are_refused),
+        T(test_processes_racing_never_share_a_key),
+        T(test_lease_hold_renews_and_releases),
+        T(test_lease_hold_takes_over_from_a_dead_local_process),
+        T(test_lease_hold_lost_to_another_worker_cancels_the_run),
+    };
+    const struct CMUnitTest pg_only[] = {
+        T(test_pg_open_creates_tables_in_the_search_path_schema),
+        T(test_pg_future_schema_version_is_refused),
+        T(test_pg_concurrent_first_opens_migrate_once),
+        T(test_pg_share_is_refused),
+        T(test_pg_pipelined_error_shows_at_commit_and_rolls_back),
+        T(test_pg_long_transactions_drain_the_pipeline),
+        T(test_pg_combined_row_operations_keep_their_order),
+        T(test_pg_ledger_cache_answers_like_the_server),
+        T(test_pg_reconnects_after_the_connection_is_lost),
     };
 #undef T
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests(both, NULL, NULL);
+    if (pg_base())
+        failed += cmocka_run_group_tests(pg_only, NULL, NULL);
+    else
+        failed += cmocka_run_group_tests(sqlite_only, NULL, NULL);
+    return failed;
 }
