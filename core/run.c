@@ -218,8 +218,14 @@ static void run_direction(etl_run_t *r, etl_direction_t dir)
         }
         const char *parent = failed_parent(r, i, d);
         if (parent) {
+            /* said in the log and the run history, not only in the summary */
             s->status = ST_SKIPPED;
             s->error = etl_asprintf("skipped: parent stream %s failed", parent);
+            etl_logf(r->log, ETL_LOG_ERROR, "run", s->cfg->name, "%s %s", s->dir_name,
+                     s->error ? s->error : "skipped");
+            if (!r->o->dry_run)
+                etl_state_run_stream(r->state, r->run_id, s->cfg->name, s->dir_name,
+                                     status_text(s->status), NULL, 0, s->error);
             continue;
         }
         etl_end_t *sink = &r->ends[dir == ETL_DIR_FORWARD ? 1 : 0];

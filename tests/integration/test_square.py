@@ -451,7 +451,7 @@ class Failures(SquareTest):
             self.assertIn("UNAUTHORIZED", errors[stream])
         # the steps that need the locations (or the items) do not run
         for stream in ("catalog_variations", "inventory_counts", "orders", "order_line_items"):
-            self.assertNotIn(stream, errors)
+            self.assertRegex(errors[stream], r"^skipped: parent stream \w+ failed$")
             self.assertRegex(r.out + r.err, stream + r"\s+forward\s.*skipped")
         self.assertNotIn(TOKEN, r.err)
         # nothing moved: checkpoints, ledger, deferred, dead letters
@@ -504,9 +504,11 @@ class Failures(SquareTest):
         self.assertIn("/v2/catalog/search", rows["catalog_items"][1])
         self.assertIn("500", rows["catalog_items"][1])
         self.assertIn("3 attempts", rows["catalog_items"][1])
-        # skipped (the core keeps no run_streams row for a skipped stream)
-        self.assertNotIn("catalog_variations", rows)
+        # skipped, with the reason in the run history and the log
+        self.assertEqual(rows["catalog_variations"],
+                         ("skipped", "skipped: parent stream catalog_items failed"))
         self.assertRegex(r.out + r.err, r"catalog_variations\s+forward\s.*skipped")
+        self.assertIn("forward skipped: parent stream catalog_items failed", r.err)
         for s in ("locations", "inventory_counts", "orders", "order_line_items"):
             self.assertEqual(rows[s][0], "ok", s)
         self.assertIn("catalog_items", r.err)
