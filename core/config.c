@@ -75,6 +75,7 @@ static const char *const deletes_names[] = {"ignore", "soft", "hard"};
 /* One matrix entry: its variables (client among them) and its schedule. */
 typedef struct mx_entry {
     char *client;
+    char *error;      /* a value of this entry could not be expanded (its ${VAR}) */
     etl_pair_t *vars;
     size_t nvars;
     yaml_node_t *schedule;
@@ -184,6 +185,7 @@ void etl_pipeline_free(etl_pipeline_t *p)
     free(p->hooks);
     free(p->log_dir);
     free(p->schedule.cron);
+    free(p->config_error);
     free(p);
 }
 
@@ -1399,9 +1401,20 @@ fail:
 
 static void matrix_free(mx_entry_t *v, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         etl_cfg_pairs_free(v[i].vars, v[i].nvars);
+        free(v[i].error);
+    }
     free(v);
+}
+
+/* The whole load fails with entry e's own error (it was asked for by name,
+ * or building its pipeline failed because of the value it lacks). */
+static void entry_fails(etl_cfg_t *c, const mx_entry_t *e)
+{
+    if (c->err && c->errlen)
+        etl_strlcpy(c->err, e->error, c->errlen);
+    c->failed = 1;
 }
 
 typedef struct mx_walk {
@@ -1426,8 +1439,19 @@ static int matrix_pair(etl_cfg_t *c, yaml_node_t *k, const char *name, yaml_node
                             "'%s' in matrix entry #%zu must be a string, not %s", name, w->idx + 1,
                             etl_cfg_kind(v));
     char *value = NULL;
-    if (etl_cfg_str(c, v, name, "a string", 1, &value) != 0)
-        return -1;
+    if (etl_cfg_str(c, v, name, "a string", 1, &value) != 0) {
+        if (c->nomem || !c->unset || strcmp(name, "client") == 0)
+            return -1;
+        /* one client's missing ${VAR} is that client's trouble: kept, and
+         * reported when (and only when) that client runs */
+        if (!e->error && !(e->error = etl_strdup(c->err ? c->err : "bad value")))
+            return etl_cfg_oom(c);
+        c->failed = 0;
+        if (c->err && c->errlen)
+            c->err[0] = '\0';
+        if (!(value = etl_strdup("")))
+            return etl_cfg_oom(c);
+    }
     char *nm = etl_strdup(name);
     etl_pair_t *pv = nm ? realloc(e->vars, (e->nvars + 1) * sizeof *pv) : NULL;
     if (!pv) {
@@ -1602,6 +1626,10 @@ etl_cfg_status_t etl_config_parse(const char *path, const char *text, size_t len
     for (size_t i = 0; i < (mx ? nmx : 1); i++) {
         if (mx && want && strcmp(mx[i].client, want) != 0)
             continue;
+        if (mx && want && mx[i].error) {
+            entry_fails(&c, &mx[i]);
+            goto fail;
+        }
         etl_pipeline_t *p;
         if (push_pipeline(&c, &v, &nv, &p) != 0)
             goto fail;
@@ -1613,8 +1641,15 @@ etl_cfg_status_t etl_config_parse(const char *path, const char *text, size_t len
         } else {
             c.ip.matrix_state = ETL_INTERP_NO_MATRIX;
         }
-        if (build_pipeline(&c, root, tv, mx ? &mx[i] : NULL, p) != 0)
+        if (build_pipeline(&c, root, tv, mx ? &mx[i] : NULL, p) != 0) {
+            if (mx && mx[i].error && !c.nomem)
+                entry_fails(&c, &mx[i]);
             goto fail;
+        }
+        if (mx && mx[i].error && !(p->config_error = etl_strdup(mx[i].error))) {
+            etl_cfg_oom(&c);
+            goto fail;
+        }
     }
     matrix_free(mx, nmx);
     etl_cfg_yaml_free(&c);

@@ -181,6 +181,10 @@ typedef struct etl_pipeline {
     etl_schedule_cfg_t schedule;
     uint64_t lua_instructions; /* per hook call; default 10,000,000 (lua: {instructions}) */
     size_t lua_memory;         /* bytes; default 64 MiB (lua: {memory: 64}) in MiB */
+    /* a matrix client whose own values could not be expanded (an unset
+     * ${VAR}): "file:line:col: message". The other clients load and run;
+     * this one fails when it runs (etl_run) or is checked (etl_check). */
+    char *config_error;
 } etl_pipeline_t;
 
 typedef enum etl_cfg_status {

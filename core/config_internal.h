@@ -42,7 +42,8 @@ typedef struct etl_interp {
 typedef enum etl_interp_status {
     ETL_INTERP_OK = 0,
     ETL_INTERP_BAD,  /* msg holds "message (expected ...)" without a location */
-    ETL_INTERP_NOMEM
+    ETL_INTERP_NOMEM,
+    ETL_INTERP_UNSET /* as BAD: an environment variable is not set */
 } etl_interp_status_t;
 
 /*
@@ -69,6 +70,7 @@ typedef struct etl_cfg {
     size_t errlen;
     int failed; /* err holds the first problem; later ones are dropped */
     int nomem;
+    int unset;  /* the last etl_cfg_str failed on an unset environment variable */
     /* Alias budget: a node reached a second time within one walk was reached
      * through an alias. Their count is bounded so a "billion laughs" document
      * is refused instead of expanded. */

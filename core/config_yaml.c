@@ -376,9 +376,12 @@ int etl_cfg_str(etl_cfg_t *c, yaml_node_t *n, const char *what, const char *expe
         return etl_cfg_fail(c, n->start_mark, expected, "'%s' holds a NUL character", what);
     char msg[ETL_ERRLEN];
     msg[0] = '\0';
-    switch (etl_interp(&c->ip, what, s, len, out, msg, sizeof msg)) {
+    etl_interp_status_t ist = etl_interp(&c->ip, what, s, len, out, msg, sizeof msg);
+    c->unset = ist == ETL_INTERP_UNSET;
+    switch (ist) {
     case ETL_INTERP_OK: break;
     case ETL_INTERP_NOMEM: return etl_cfg_oom(c);
+    case ETL_INTERP_UNSET:
     case ETL_INTERP_BAD: {
         /* msg ends with its own "(expected ...)": split it off. */
         char *paren = strstr(msg, " (expected ");

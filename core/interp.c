@@ -36,6 +36,7 @@ typedef struct interp_run {
     char *msg;
     size_t msglen;
     int nomem;
+    int unset; /* the failure is an unset environment variable */
 } interp_run_t;
 
 static int run_bad(interp_run_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -239,6 +240,7 @@ static int expand_ref(interp_run_t *r, const char *body, size_t n, int depth, et
     } else {
         run_bad(r, "environment variable %s is not set for '%s' (expected it set, or ${%s:-default})",
                 name, r->key, name);
+        r->unset = 1;
     }
 fail:
     free(name);
@@ -278,7 +280,7 @@ static int expand(interp_run_t *r, const char *s, size_t n, int depth, etl_buf_t
 etl_interp_status_t etl_interp(const etl_interp_t *ip, const char *key, const char *s, size_t n,
                                char **out, char *msg, size_t msglen)
 {
-    interp_run_t r = {ip, key ? key : "?", msg, msglen, 0};
+    interp_run_t r = {ip, key ? key : "?", msg, msglen, 0, 0};
     *out = NULL;
     /* The common case: nothing to expand. */
     if (!memchr(s, '$', n)) {
@@ -293,7 +295,9 @@ etl_interp_status_t etl_interp(const etl_interp_t *ip, const char *key, const ch
         etl_buf_free(&b);
         /* A message was written only when expand() failed for a reason of
          * its own; a failed append shows up as oom instead. */
-        return rc == 0 || r.nomem ? ETL_INTERP_NOMEM : ETL_INTERP_BAD;
+        return rc == 0 || r.nomem ? ETL_INTERP_NOMEM
+               : r.unset          ? ETL_INTERP_UNSET
+                                  : ETL_INTERP_BAD;
     }
     *out = etl_buf_take(&b);
     return *out ? ETL_INTERP_OK : ETL_INTERP_NOMEM;

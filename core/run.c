@@ -398,6 +398,13 @@ int etl_run(const etl_pipeline_t *p, const etl_run_opts_t *o, etl_run_result_t *
         etl_errf(err, errlen, "out of memory");
         goto done;
     }
+    if (p->config_error) {
+        /* this matrix client's own values could not be expanded: its run
+         * fails, and the other clients run */
+        etl_errf(err, errlen, "%s", p->config_error);
+        exit_code = ETL_EXIT_FAILED;
+        goto done;
+    }
     /* --- everything that can be wrong with the configuration, before any write */
     if (check_stream_filter(p, o->streams, err, errlen) != 0 || etl_ends_load(r, err, errlen))
         goto done;
@@ -566,8 +573,12 @@ void etl_run_result_free(etl_run_result_t *res)
 
 void etl_run_print_summary(FILE *f, const etl_pipeline_t *p, const etl_run_result_t *res)
 {
-    fprintf(f, "%s%s%s run %lld: %s\n", p->name, p->client ? "@" : "", p->client ? p->client : "",
-            (long long)res->run_id, res->status);
+    if (res->run_id)
+        fprintf(f, "%s%s%s run %lld: %s\n", p->name, p->client ? "@" : "",
+                p->client ? p->client : "", (long long)res->run_id, res->status);
+    else /* it did not start */
+        fprintf(f, "%s%s%s: %s\n", p->name, p->client ? "@" : "", p->client ? p->client : "",
+                res->status);
     if (res->nstreams) {
         fprintf(f, "  %-22s %-8s %9s %9s %9s %9s %9s %9s %7s %8s\n", "stream", "dir", "read",
                 "created", "updated", "unchanged", "deleted", "deferred", "failed", "time");
@@ -603,6 +614,10 @@ int etl_check(const etl_pipeline_t *p, FILE *out, char *err, size_t errlen)
     r->cancel = &r->own_cancel;
     r->pkey = etl_pipeline_key(p);
     int rc = ETL_EXIT_CONFIG;
+    if (p->config_error) {
+        etl_errf(err, errlen, "%s", p->config_error);
+        goto done;
+    }
     if (etl_ends_load(r, err, errlen) != 0)
         goto done;
     fprintf(out, "pipeline %s: configuration ok (%zu streams)\n", p->name, p->nstreams);

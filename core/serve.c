@@ -681,8 +681,8 @@ int sv_trigger(etl_serve_t *sv, const sv_trigger_t *t, sv_started_t **out, size_
         v[i].key = etl_strdup(j->key);
         v[i].client = j->p->client ? etl_strdup(j->p->client) : NULL;
         v[i].run_id = j->run_id;
-        if (j->state == JOB_DONE && j->rc == ETL_EXIT_CONFIG)
-            v[i].error = etl_strdup(j->res.error);
+        if (j->state == JOB_DONE && !j->run_id && j->res.error[0])
+            v[i].error = etl_strdup(j->res.error); /* it could not start */
     }
     for (size_t i = 0; i < nj; i++)
         jobs[i]->waiters--;

@@ -384,6 +384,37 @@ static void test_matrix_values_interpolated_once(void **state)
               "6:21: ", "inside the matrix itself");
 }
 
+static void test_matrix_unset_variable_is_the_clients(void **state)
+{
+    (void)state;
+    const char *yaml = HEAD "matrix:\n  - { client: a, tok: \"${TOKEN}\" }\n"
+                            "  - { client: b, tok: \"${NOT_SET_ANYWHERE}\" }\n"
+                            "streams:\n  - { name: s, table: \"t_${matrix.client}\" }\n";
+    loaded_t l;
+    /* the file loads; client b carries its error, a has none */
+    load_text(&l, "mem.yaml", yaml, NULL);
+    assert_int_equal(l.st, ETL_CFG_OK);
+    assert_int_equal(l.n, 2);
+    assert_null(l.v[0]->config_error);
+    assert_non_null(l.v[1]->config_error);
+    assert_memory_equal(l.v[1]->config_error, "mem.yaml:7:", 11);
+    assert_non_null(strstr(l.v[1]->config_error, "NOT_SET_ANYWHERE is not set"));
+    unload(&l);
+    /* asking for a: b's variable is not needed */
+    load_text(&l, "mem.yaml", yaml, "a");
+    assert_int_equal(l.st, ETL_CFG_OK);
+    assert_int_equal(l.n, 1);
+    unload(&l);
+    /* asking for b: its error is the load's */
+    load_text(&l, "mem.yaml", yaml, "b");
+    assert_int_equal(l.st, ETL_CFG_INVALID);
+    assert_non_null(strstr(l.err, "mem.yaml:7:"));
+    assert_non_null(strstr(l.err, "NOT_SET_ANYWHERE"));
+    /* anything else wrong in an entry still fails the whole file */
+    parse_bad(HEAD "matrix:\n  - { client: a, x: \"${BROKEN\" }\nstreams:\n  - name: s\n",
+              "6:21: ", "unterminated");
+}
+
 static void test_hooks_and_transform_kinds(void **state)
 {
     (void)state;
@@ -841,6 +872,7 @@ int main(void)
         cmocka_unit_test(test_matrix_expansion),
         cmocka_unit_test(test_matrix_client_filter),
         cmocka_unit_test(test_matrix_values_interpolated_once),
+        cmocka_unit_test(test_matrix_unset_variable_is_the_clients),
         cmocka_unit_test(test_hooks_and_transform_kinds),
         cmocka_unit_test(test_nest),
         cmocka_unit_test(test_deletes_forms),
