@@ -142,7 +142,14 @@ int etl_state_echo_put(etl_state_t *st, int64_t sid, const char *key, size_t kle
                        const char *cursor);
 int etl_state_echo_get(etl_state_t *st, int64_t sid, const char *key, size_t klen, char **cursor);
 
-/* Keys not seen in run `seen` (full-scan delete detection), in key order,
+/* Ledger hashes with a meaning: 0 an echo mark (below), 1 a soft-deleted
+ * key (its row stays in the sink, so children may still point at it; a
+ * full scan does not delete it again). Content hashes avoid both. */
+#define ETL_LEDGER_ECHO 0
+#define ETL_LEDGER_TOMBSTONE 1
+
+/* Keys not seen in run `seen` (full-scan delete detection; tombstones are
+ * left out), in key order,
  * after `after` (NULL: from the start), at most `limit`: calls cb for each.
  * Returns how many, or -1. Runs on the store's own connection. */
 int etl_state_ledger_unseen(etl_state_t *st, int64_t sid, int64_t seen, const char *after,

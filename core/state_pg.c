@@ -164,9 +164,10 @@ static const struct pg_stmt {
     [P_LEDGER_COUNT] = {"SELECT EXISTS(SELECT 1 FROM ledger WHERE sid=$1)::int", 1, {T_I8}},
     /* two statements rather than "$4 IS NULL OR key>$4", which no index
      * range serves once the plan is generic */
-    [P_UNSEEN_FIRST] = {"SELECT key FROM ledger WHERE sid=$1 AND seen<>$2 ORDER BY key LIMIT $3",
+    [P_UNSEEN_FIRST] = {"SELECT key FROM ledger WHERE sid=$1 AND seen<>$2 AND hash<>1"
+                        " ORDER BY key LIMIT $3",
                         3, {T_I8, T_I8, T_I8}},
-    [P_UNSEEN_AFTER] = {"SELECT key FROM ledger WHERE sid=$1 AND seen<>$2 AND key>$4"
+    [P_UNSEEN_AFTER] = {"SELECT key FROM ledger WHERE sid=$1 AND seen<>$2 AND hash<>1 AND key>$4"
                         " ORDER BY key LIMIT $3",
                         4, {T_I8, T_I8, T_I8, T_TEXT}},
     [P_DEFERRED_PUT] = {"INSERT INTO deferred(sid,key,reason,record,first_seen,last_try)"

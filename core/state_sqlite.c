@@ -727,7 +727,7 @@ static int lite_ledger_unseen(etl_state_t *base, int64_t sid, int64_t seen, cons
     lite_t *st = (lite_t *)base;
     sqlite3_stmt *s;
     if (sqlite3_prepare_v2(st->own,
-                           "SELECT key FROM ledger WHERE sid=?1 AND seen<>?2"
+                           "SELECT key FROM ledger WHERE sid=?1 AND seen<>?2 AND hash<>1"
                            " AND (?3 IS NULL OR key>?3) ORDER BY key LIMIT ?4",
                            -1, &s, NULL) != SQLITE_OK)
         return fail(st, "ledger scan");

@@ -806,6 +806,12 @@ static int state_writes(etl_writer_t *w, etl_batch_t *b, const etl_counts_t *del
         if (w->dout[k] == ETL_OUT_FAILED) {
             if (dead_letter(w, key_of(w, i), w->derr[k] ? w->derr[k] : "delete failed", NULL))
                 return -1;
+        } else if (s->cfg->deletes == ETL_DELETES_SOFT) {
+            /* the row stays in the sink: the key stays known, so children
+             * that point at it are written, and it is not deleted again */
+            if (etl_state_ledger_put(st, s->sid, key_of(w, i), w->klen[i], ETL_LEDGER_TOMBSTONE,
+                                     s->scan_id))
+                return -1;
         } else if (etl_state_ledger_del(st, s->sid, key_of(w, i), w->klen[i])) {
             return -1;
         }
@@ -923,7 +929,7 @@ static int classify(etl_writer_t *w, etl_batch_t *b)
             etl_srt_fail(s, "%s", etl_state_error(r->state));
             return -1;
         }
-        if (found && h == 0) {
+        if (found && h == ETL_LEDGER_ECHO) {
             /* an echo mark: unchanged if this is what the other direction wrote */
             char *mark = NULL;
             if (etl_state_echo_get(r->state, s->sid, key_of(w, i), w->klen[i], &mark) < 0) {
@@ -998,8 +1004,8 @@ int etl_writer_batch(etl_writer_t *w, etl_batch_t *b, int retry_deferred)
         w->klen[i] = (uint32_t)(w->keys.len - w->koff[i]);
         etl_buf_addc(&w->keys, '\0');
         w->hash[i] = etl_row_hash(row, nc, s->skip);
-        if (!w->hash[i])
-            w->hash[i] = 1; /* 0 marks an echo in the ledger */
+        if (w->hash[i] <= ETL_LEDGER_TOMBSTONE)
+            w->hash[i] = 2; /* 0 and 1 mean an echo and a soft delete in the ledger */
         if (w->act[i] == A_DELETE && (s->cfg->deletes == ETL_DELETES_IGNORE || !keyed))
             w->act[i] = A_SKIP;
     }

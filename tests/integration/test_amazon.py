@@ -325,9 +325,10 @@ class Amazon(AmazonBase):
 
     def test_quota_exceeded_and_5xx_are_survived_with_nothing_lost(self):
         m = self.mock
-        # slower FBA and catalog plans (5/s after the x100 scale), so the mock's buckets can run dry
-        m.call("POST", "/__mock/amazon/config", {"rates": {"getInventorySummaries": {"rate": 0.05, "burst": 2},
-                                                           "searchCatalogItems": {"rate": 0.05, "burst": 2}}})
+        # slower FBA and catalog plans (1/s after the x100 scale), so the mock's buckets run dry even when
+        # the client is slow (under ASan a page takes longer than 0.2 s to parse)
+        m.call("POST", "/__mock/amazon/config", {"rates": {"getInventorySummaries": {"rate": 0.01, "burst": 2},
+                                                           "searchCatalogItems": {"rate": 0.01, "burst": 2}}})
         m.call("POST", "/__mock/behave", [{"path": "/fba/inventory/v1/summaries", "status": 503, "skip": 2},
                                          {"path": "/catalog/", "truncate": True, "skip": 2}])
         # the operation's bucket holds one call: the second is a real 429 QuotaExceeded

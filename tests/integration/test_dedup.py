@@ -190,5 +190,57 @@ class Dedup(Workdir):
         self.assertIn("max_errors", r.out + r.err)
 
 
+SOFT = """version: 1
+name: soft
+source: {plugin: pgsqlite, url: "sqlite:src.db"}
+sink: {plugin: pgsqlite, url: "sqlite:dst.db"}
+streams:
+  - name: variations
+    deletes: { mode: soft, column: deleted_at }
+  - name: counts
+    fk: { variation_id: variations }
+"""
+
+
+class SoftDeletedParents(Workdir):
+    """A soft-deleted row stays in the sink: its key stays known to the
+    ledger, so children that still point at it are written, not deferred,
+    and a later full scan does not delete it again."""
+
+    def test_children_of_a_soft_deleted_parent_are_written(self):
+        src = self.path("src.db")
+        execute(src, "CREATE TABLE variations (id INTEGER PRIMARY KEY, name TEXT, updated_at TEXT)")
+        execute(src, "CREATE TABLE counts (id INTEGER PRIMARY KEY, variation_id INTEGER, qty INTEGER,"
+                " updated_at TEXT)")
+        for i in (1, 2, 3):
+            execute(src, "INSERT INTO variations VALUES (?, ?, '2026-01-01 00:00:00')", i, f"v{i}")
+            execute(src, "INSERT INTO counts VALUES (?, ?, 5, '2026-01-01 00:00:00')", 10 + i, i)
+        execute(self.path("dst.db"), "CREATE TABLE variations (id INTEGER PRIMARY KEY, name TEXT,"
+                " updated_at TEXT, deleted_at TEXT)")
+        self.write("soft.yaml", SOFT)
+        state = self.path(".etl", "soft.state.db")
+        run("run", self.path("soft.yaml"), check=0)
+        # variation 2 goes away at the source; its count stays and changes later
+        execute(src, "DELETE FROM variations WHERE id = 2")
+        r = run("run", self.path("soft.yaml"), "--full", check=0)
+        self.assertEqual(last_run_counts(state, "soft")[("variations", "forward")]["deleted"], 1, r)
+        self.assertIsNotNone(query(self.path("dst.db"), "SELECT deleted_at FROM variations WHERE id=2")[0][0])
+        execute(src, "UPDATE counts SET qty = 7, updated_at = '2026-02-01 00:00:00' WHERE id = 12")
+        r = run("run", self.path("soft.yaml"), check=0)
+        c = last_run_counts(state, "soft")[("counts", "forward")]
+        self.assertEqual((c["updated"], c["deferred"]), (1, 0), r)
+        self.assertEqual(query(self.path("dst.db"), "SELECT qty FROM counts WHERE id = 12"), [(7,)])
+        self.assertEqual(query(state, "SELECT count(*) FROM deferred"), [(0,)])
+        # a later full scan leaves the soft-deleted row alone
+        r = run("run", self.path("soft.yaml"), "--full", check=0)
+        self.assertEqual(last_run_counts(state, "soft")[("variations", "forward")]["deleted"], 0, r)
+        # and when it comes back it is written again
+        execute(src, "INSERT INTO variations VALUES (2, 'v2 again', '2026-03-01 00:00:00')")
+        r = run("run", self.path("soft.yaml"), check=0)
+        self.assertEqual(last_run_counts(state, "soft")[("variations", "forward")]["updated"], 1, r)
+        self.assertEqual(query(self.path("dst.db"), "SELECT name FROM variations WHERE id = 2"),
+                         [("v2 again",)])
+
+
 if __name__ == "__main__":
     unittest.main()

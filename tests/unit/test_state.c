@@ -601,9 +601,12 @@ static void test_ledger_unseen_pages_in_key_order(void **state)
     assert_int_equal(etl_state_begin(st), 0);
     for (int i = 24; i >= 0; i--) {
         snprintf(key, sizeof key, "k%02d", i);
-        assert_int_equal(etl_state_ledger_put(st, sid, key, 3, (uint64_t)i, i % 3 == 0 ? 2 : 1), 0);
-        assert_int_equal(etl_state_ledger_put(st, other, key, 3, (uint64_t)i, 1), 0);
+        /* content hashes are >= 2: 0 and 1 mean an echo mark and a tombstone */
+        assert_int_equal(etl_state_ledger_put(st, sid, key, 3, (uint64_t)i + 2, i % 3 == 0 ? 2 : 1), 0);
+        assert_int_equal(etl_state_ledger_put(st, other, key, 3, (uint64_t)i + 2, 1), 0);
     }
+    /* a soft-deleted key (tombstone) is never reported unseen */
+    assert_int_equal(etl_state_ledger_put(st, sid, "k99", 3, ETL_LEDGER_TOMBSTONE, 1), 0);
     assert_int_equal(etl_state_commit(st), 0);
     keys_t all = {0};
     const char *after = NULL;
