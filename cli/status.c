@@ -275,18 +275,16 @@ int cli_reset(int argc, char **argv)
         return cli_usage_error("unknown stream '%s'", stream);
     }
     for (size_t i = 0; i < n; i++) {
-        char err[ETL_ERRLEN];
-        etl_state_t *st = etl_state_open(ps[i]->state_url, err, sizeof err);
+        char err[ETL_ERRLEN] = "";
         char *key = etl_pipeline_key(ps[i]);
-        if (!st || etl_state_reset(st, key, stream) != 0) {
-            fprintf(stderr, "%s\n", st ? etl_state_error(st) : err);
+        if (etl_reset(ps[i], stream, err, sizeof err) != 0) {
+            fprintf(stderr, "reset %s: %s\n", key ? key : "?", err);
             rc = ETL_EXIT_FAILED;
         } else {
             printf("reset %s%s%s: checkpoints, ledger and deferred records forgotten\n", key,
                    stream ? ", stream " : "", stream ? stream : "");
         }
         free(key);
-        etl_state_close(st);
     }
     etl_pipelines_free(ps, n);
     return rc;

@@ -169,9 +169,9 @@ int etl_batch_reject(etl_batch_t *b, const char *key, const char *error, const c
     }
     etl_reject_t *r = &b->rejects[b->nrejects];
     r->key = key ? etl_arena_dup(&b->arena, key, strlen(key)) : NULL;
-    r->error = etl_arena_dup(&b->arena, error, strlen(error));
+    r->error = error ? etl_arena_dup(&b->arena, error, strlen(error)) : NULL;
     r->record = record ? etl_arena_dup(&b->arena, record, strlen(record)) : NULL;
-    if (!r->error)
+    if ((error && !r->error) || (key && !r->key))
         return -1;
     b->nrejects++;
     return 0;

@@ -26,10 +26,12 @@ int etl_arena_value(etl_arena_t *a, etl_value_t *dst, const etl_value_t *v);
 
 enum { ETL_OP_UPSERT = 0, ETL_OP_DELETE = 1 };
 
-/* A row that could not be used, found before the writer (a Lua error). */
+/* A row that could not be used, found before the writer (a Lua error), or
+ * (error NULL) a row the transform dropped: its key is only marked seen, so
+ * a full scan does not delete what the source still has. */
 typedef struct etl_reject {
     const char *key;    /* may be NULL */
-    const char *error;
+    const char *error;  /* NULL: dropped, not failed */
     const char *record; /* JSON, may be NULL */
 } etl_reject_t;
 

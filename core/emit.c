@@ -204,8 +204,10 @@ static int lua_out(void *arg, const char *stream, const etl_value_t *row)
     etl_srt_t *t = stream ? find_stream(em, stream) : em->s;
     if (!t)
         return -1;
-    if (t == em->s)
+    if (t == em->s) {
+        em->own++;
         return etl_emit_out(em, row, ETL_OP_UPSERT) == ETL_OK ? 0 : -1;
+    }
     if (!t->spool && !(t->spool = etl_spool_new()))
         return -1;
     return etl_spool_add(t->spool, row, etl_schema_ncols(t->out));
@@ -227,8 +229,11 @@ static void reject(etl_emitter_t *em, const etl_value_t *row, const char *error)
     etl_buf_reset(&em->key);
     etl_buf_reset(&em->json);
     int haskey = s->nkey && etl_row_key(&em->key, row, s->key, s->nkey) == 0;
-    etl_row_json(&em->json, s->out, row);
-    if (etl_batch_reject(b, haskey ? em->key.data : NULL, error, em->json.data) != 0)
+    if (!error && !haskey)
+        return;
+    if (error)
+        etl_row_json(&em->json, s->out, row);
+    if (etl_batch_reject(b, haskey ? em->key.data : NULL, error, error ? em->json.data : NULL) != 0)
         em->failed = ETL_ERR_NOMEM;
 }
 
@@ -237,10 +242,13 @@ static etl_status_t transform(etl_emitter_t *em, const etl_value_t *mapped)
     etl_srt_t *s = em->s;
     etl_lua_io_t io = {lua_out, lua_schema, em};
     etl_buf_reset(&em->lerr);
+    int64_t own = em->own;
     if (etl_lua_transform(em->run->lua, s->xf, s->cfg->name, s->out, mapped, &io, &em->lerr) != 0) {
         if (em->failed)
             return em->failed;
         reject(em, mapped, em->lerr.data ? em->lerr.data : "transform failed");
+    } else if (em->own == own && s->detect_deletes && s->nkey && !em->failed) {
+        reject(em, mapped, NULL); /* dropped: still in the source */
     }
     return em->failed;
 }

@@ -560,6 +560,37 @@ done:
     return exit_code;
 }
 
+int etl_reset(const etl_pipeline_t *p, const char *stream, char *err, size_t errlen)
+{
+    etl_run_opts_t o = {0};
+    etl_run_t run = {0}, *r = &run;
+    etl_lease_hold_t *lease = NULL;
+    int rc = ETL_EXIT_FAILED;
+    r->p = p;
+    r->o = &o;
+    r->lock_fd = -1;
+    atomic_init(&r->own_cancel, 0);
+    r->cancel = &r->own_cancel;
+    if (!(r->pkey = etl_pipeline_key(p))) {
+        etl_errf(err, errlen, "out of memory");
+        return rc;
+    }
+    if (!(r->state = etl_state_open(p->state_url, err, errlen)) ||
+        lock_run(r, &lease, err, errlen) != 0)
+        goto done;
+    if (etl_state_reset(r->state, r->pkey, stream) != 0)
+        etl_errf(err, errlen, "%s", etl_state_error(r->state));
+    else
+        rc = 0;
+done:
+    etl_lease_hold_release(lease);
+    etl_state_close(r->state);
+    if (r->lock_fd >= 0)
+        close(r->lock_fd);
+    free(r->pkey);
+    return rc;
+}
+
 void etl_run_result_free(etl_run_result_t *res)
 {
     for (size_t i = 0; i < res->nstreams; i++) {
@@ -619,6 +650,14 @@ int etl_check(const etl_pipeline_t *p, FILE *out, char *err, size_t errlen)
         goto done;
     }
     if (etl_ends_load(r, err, errlen) != 0)
+        goto done;
+    /* the hooks file and every transform and resolver must compile, as a run
+     * would find before it touches anything */
+    if (!(r->srt = calloc(p->nstreams * 2, sizeof *r->srt))) {
+        etl_errf(err, errlen, "out of memory");
+        goto done;
+    }
+    if (setup_lua(r, err, errlen) != 0)
         goto done;
     fprintf(out, "pipeline %s: configuration ok (%zu streams)\n", p->name, p->nstreams);
     rc = ETL_EXIT_OK;
@@ -683,6 +722,9 @@ int etl_check(const etl_pipeline_t *p, FILE *out, char *err, size_t errlen)
         etl_errf(err, errlen, "connection checks failed");
 done:
     etl_ends_close(r);
+    free(r->srt);
+    etl_lua_free(r->lua);
+    etl_lua_free(r->lua_w);
     free(r->pkey);
     return rc;
 }

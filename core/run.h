@@ -70,6 +70,12 @@ ETL_API void etl_run_print_summary(FILE *f, const etl_pipeline_t *p, const etl_r
  * `out`, one line per check. */
 ETL_API int etl_check(const etl_pipeline_t *p, FILE *out, char *err, size_t errlen);
 
+/* `etl reset`: forgets the checkpoints, ledger and deferred records of the
+ * pipeline (of one stream when stream is not NULL) under the same lock file
+ * and lease as a run, so it never pulls the state from under a running one.
+ * 0, or ETL_EXIT_FAILED with err filled. */
+ETL_API int etl_reset(const etl_pipeline_t *p, const char *stream, char *err, size_t errlen);
+
 /* The state key of a pipeline: its name, or "name@client". Caller frees. */
 ETL_API char *etl_pipeline_key(const etl_pipeline_t *p);
 

@@ -156,6 +156,7 @@ struct etl_emitter {
     etl_buf_t key, lerr, json;
     etl_status_t failed;        /* sticky: the queue was closed or memory ran out */
     int64_t read;
+    int64_t own;                /* rows the transform kept in its own stream */
     int64_t t0;                 /* when the open batch was started */
     int unordered;              /* a key-ordered scan met a key out of order */
     etl_value_t *last_key;      /* the last source row's key (by_key scans) */

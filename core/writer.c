@@ -848,9 +848,15 @@ static int state_writes(etl_writer_t *w, etl_batch_t *b, const etl_counts_t *del
             break;
         }
     }
-    for (size_t k = 0; k < b->nrejects; k++)
-        if (dead_letter(w, b->rejects[k].key, b->rejects[k].error, b->rejects[k].record))
+    for (size_t k = 0; k < b->nrejects; k++) {
+        const etl_reject_t *rj = &b->rejects[k];
+        if (rj->error && dead_letter(w, rj->key, rj->error, rj->record))
             return -1;
+        /* a failed or dropped row is still in the source: not a delete */
+        if (s->detect_deletes && rj->key &&
+            etl_state_ledger_seen(st, s->sid, rj->key, strlen(rj->key), s->scan_id))
+            return -1;
+    }
     if (etl_state_counts_add(st, r->run_id, s->cfg->name, s->dir_name, delta))
         return -1;
     int64_t records = delta->created + delta->updated + delta->deleted;
@@ -1066,7 +1072,8 @@ int etl_writer_batch(etl_writer_t *w, etl_batch_t *b, int retry_deferred)
         default: break;
         }
     }
-    base.failed += (int64_t)b->nrejects;
+    for (size_t k = 0; k < b->nrejects; k++)
+        base.failed += b->rejects[k].error != NULL;
 
     /* 5. write; with the state store in the sink's database even a batch with
      * nothing to write goes through the sink's transaction */
@@ -1110,8 +1117,9 @@ int etl_writer_batch(etl_writer_t *w, etl_batch_t *b, int retry_deferred)
                      w->werr[k] ? w->werr[k] : "write failed");
     }
     for (size_t k = 0; k < b->nrejects; k++)
-        etl_logf(r->log, ETL_LOG_WARN, "run", s->cfg->name, "record %s failed: %s",
-                 b->rejects[k].key ? b->rejects[k].key : "(no key)", b->rejects[k].error);
+        if (b->rejects[k].error)
+            etl_logf(r->log, ETL_LOG_WARN, "run", s->cfg->name, "record %s failed: %s",
+                     b->rejects[k].key ? b->rejects[k].key : "(no key)", b->rejects[k].error);
     if (over) {
         etl_srt_fail(s, "%lld record(s) failed, more than max_errors (%d); see the dead letters",
                      (long long)r->errors, r->p->max_errors);

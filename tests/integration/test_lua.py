@@ -102,6 +102,31 @@ class LuaHooks(Workdir):
         self.assertIn("before run of lua (incremental)", r.err)
         self.assertIn("after run: ok, orders created 4, lines created 4", r.err)
 
+    def test_full_scan_deletes_only_what_the_source_lost(self):
+        """A row the transform drops or fails on is still in the source: a full
+        scan with deletes must not delete it from the sink."""
+        self.write("lua/hooks.lua", "return {}")
+        keep = "transform: |\n      return rec\n    mode: full\n    deletes: hard"
+        self.write("lua.yaml", pipeline().replace("transform: lua/orders.lua", keep))
+        run("run", self.path("lua.yaml"), "--stream", "orders", check=0)
+        self.assertEqual(len(rows(self.path("dst.db"), "orders", "id")), 7)
+        picky = ("transform: |\n      if rec.id == 2 then return nil end\n"
+                 "      if rec.id == 4 then error('no') end\n      return rec\n"
+                 "    mode: full\n    deletes: hard")
+        self.write("lua.yaml", pipeline().replace("transform: lua/orders.lua", picky))
+        c = sqlite3.connect(self.path("src.db"))
+        c.execute("DELETE FROM orders WHERE id = 7")
+        c.commit()
+        c.close()
+        run("run", self.path("lua.yaml"), "--stream", "orders", check=0)
+        self.assertEqual([g[0] for g in rows(self.path("dst.db"), "orders", "id")], [1, 2, 3, 4, 5, 6])
+        counts = last_run_counts(self.state, "lua")[("orders", "forward")]
+        self.assertEqual((counts["read"], counts["deleted"], counts["failed"]), (6, 1, 1))
+        # the next scan still knows the dropped and failed keys: nothing more goes
+        run("run", self.path("lua.yaml"), "--stream", "orders", check=0)
+        self.assertEqual(len(rows(self.path("dst.db"), "orders", "id")), 6)
+        self.assertEqual(last_run_counts(self.state, "lua")[("orders", "forward")]["deleted"], 0)
+
     def test_more_errors_than_max_errors_fail_the_run(self):
         self.write("lua.yaml", pipeline(max_errors=2))
         r = run("run", self.path("lua.yaml"), check=1)
@@ -123,6 +148,15 @@ class LuaHooks(Workdir):
             "transform: lua/orders.lua", "transform: |\n      return rec +* 1"))
         r = run("run", self.path("lua.yaml"), check=2)
         self.assertIn("orders", r.err)
+        # etl check compiles the hooks as a run would, and says where
+        r = run("check", self.path("lua.yaml"), check=2)
+        self.assertIn("stream orders: transform: [orders transform]:1: unexpected symbol", r.err)
+        self.assertNotIn("configuration ok", r.out)
+        self.write("lua.yaml", pipeline())
+        run("check", self.path("lua.yaml"), check=0)
+        self.write("lua/hooks.lua", "return { after_run = function( }")
+        r = run("check", self.path("lua.yaml"), check=2)
+        self.assertIn("hooks.lua:1:", r.err)
 
     def test_require_is_confined_to_the_lua_folder(self):
         self.write("lua/util.lua", "return { shout = function(s) return s .. '!!' end }")

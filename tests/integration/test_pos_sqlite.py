@@ -172,6 +172,22 @@ class PosPipeline(Workdir):
         r = run("reset", self.pipeline, "--stream", "nope", check=2)
         self.assertIn("unknown stream 'nope'", r.err)
 
+    def test_reset_waits_for_no_run(self):
+        """A reset while a run holds the pipeline's lock is refused: it would
+        pull the ledger and checkpoints from under the run."""
+        import fcntl
+        run("run", self.pipeline, check=0)
+        before = query(self.state, "SELECT count(*) FROM ledger")
+        with open(self.path(".etl", "pos.lock"), "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what a running `etl run` holds
+            r = run("reset", self.pipeline, check=1)
+            self.assertIn("reset pos: pipeline pos is already running", r.err)
+            self.assertEqual(query(self.state, "SELECT count(*) FROM ledger"), before)
+        run("reset", self.pipeline, check=0)
+        self.assertEqual(query(self.state, "SELECT count(*) FROM ledger"), [(0,)])
+        self.assertEqual(query(self.state, "SELECT count(*) FROM checkpoints WHERE cursor IS NOT NULL"),
+                         [(0,)])
+
     def test_logs_go_to_files_with_the_run(self):
         run("run", self.pipeline, check=0)
         logs = os.listdir(self.path("var", "logs"))
