@@ -768,6 +768,10 @@ int etl_stream_run(etl_run_t *r, etl_srt_t *s)
         etl_state_share(r->state, sink->lib->desc->sink->native(sink->sink, &kind, &loc));
     }
     int rc = s->spool_only ? 0 : retry_deferred(r, s, w);
+    /* records the retry wrote are in the ledger now: the scan must look them
+     * up, or it counts them created a second time */
+    if (rc == 0 && s->fresh && s->deferred_before > 0)
+        s->fresh = etl_state_ledger_count(r->state, s->sid) == 0;
     if (rc == 0 && !s->spool_only && etl_nest_collect(r, s) != 0)
         rc = -1;
     if (rc == 0 && !s->emit_only && !s->spool_only)
