@@ -916,8 +916,15 @@ static int stream_fields(etl_cfg_t *c, yaml_node_t **v, const char *where, const
             break;
         }
         case SK_TIMEZONE:
-            rc = etl_cfg_str_set(c, n, "timezone", "a zone such as Europe/Paris or +02:00",
-                                 &st->timezone);
+            rc = etl_cfg_str_set(c, n, "timezone", "UTC", &st->timezone);
+            /* zoned wall times are not converted yet: refuse what would be
+             * silently read as UTC rather than accept it */
+            if (rc == 0 && strcmp(st->timezone, "UTC") != 0 && strcmp(st->timezone, "Z") != 0 &&
+                strcmp(st->timezone, "+00:00") != 0 && strcmp(st->timezone, "Etc/UTC") != 0)
+                rc = etl_cfg_fail(c, n->start_mark, "UTC",
+                                  "timezone '%s' is not supported: cursors without a zone are "
+                                  "read as UTC",
+                                  st->timezone);
             break;
         case SK_COLUMNS:
             if (n->type != YAML_MAPPING_NODE)
