@@ -310,12 +310,54 @@ static int lock_file(etl_run_t *r, char *err, size_t errlen)
  * the lease already (o->lease_owner). */
 static int lock_run(etl_run_t *r, etl_lease_hold_t **lease, char *err, size_t errlen)
 {
-    if (r->o->lease_owner)
+    /* a dry run writes no state: it keeps nobody out */
+    if (r->o->lease_owner || r->o->dry_run)
         return 0;
     if (etl_state_file(r->state) && lock_file(r, err, errlen) != 0)
         return -1;
     *lease = etl_lease_hold(r->state, r->p->state_url, r->pkey, LEASE_US, r->cancel, err, errlen);
     return *lease ? 0 : -1;
+}
+
+/* A dry run leaves no state store behind: when its SQLite file does not
+ * exist yet, the run works on a scratch file (*scratch, malloc'd) that
+ * drop_scratch() removes. Returns the URL to open (malloc'd), NULL on no
+ * memory. */
+static char *dry_state_url(const etl_pipeline_t *p, char **scratch)
+{
+    *scratch = NULL;
+    const char *url = p->state_url;
+    if (strncmp(url, "sqlite:", 7) != 0)
+        return etl_strdup(url);
+    const char *path = url + 7;
+    if (strncmp(path, "//", 2) == 0)
+        path += 2;
+    if (access(path, F_OK) == 0)
+        return etl_strdup(url);
+    const char *tmp = getenv("TMPDIR");
+    char *tpl = etl_asprintf("%s/etl-dry-run-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    int fd = tpl ? mkstemp(tpl) : -1;
+    if (fd < 0) {
+        free(tpl);
+        return etl_strdup(url); /* no scratch space: the real file it is */
+    }
+    close(fd);
+    *scratch = tpl;
+    return etl_asprintf("sqlite:%s", tpl);
+}
+
+static void drop_scratch(char *scratch)
+{
+    if (!scratch)
+        return;
+    static const char *const ext[] = {"", "-wal", "-shm", "-journal"};
+    for (size_t i = 0; i < ETL_ARRAY_LEN(ext); i++) {
+        char *f = etl_asprintf("%s%s", scratch, ext[i]);
+        if (f)
+            unlink(f);
+        free(f);
+    }
+    free(scratch);
 }
 
 static void collect(etl_run_t *r, etl_run_result_t *res)
@@ -384,6 +426,7 @@ int etl_run(const etl_pipeline_t *p, const etl_run_opts_t *o, etl_run_result_t *
     res->status = "failed";
     etl_run_t run = {0}, *r = &run;
     etl_lease_hold_t *lease = NULL;
+    char *scratch = NULL;
     r->p = p;
     r->o = o;
     r->lock_fd = -1;
@@ -433,7 +476,14 @@ int etl_run(const etl_pipeline_t *p, const etl_run_opts_t *o, etl_run_result_t *
     r->window = o->window;
     if (setup_lua(r, err, errlen) != 0)
         goto done;
-    if (!(r->state = etl_state_open(p->state_url, err, errlen)))
+    char *state_url = o->dry_run ? dry_state_url(p, &scratch) : etl_strdup(p->state_url);
+    if (!state_url) {
+        etl_errf(err, errlen, "out of memory");
+        goto done;
+    }
+    r->state = etl_state_open(state_url, err, errlen);
+    free(state_url);
+    if (!r->state)
         goto done;
 
     /* --- the run itself */
@@ -553,6 +603,7 @@ done:
     etl_lua_free(r->lua_w);
     etl_lease_hold_release(lease);
     etl_state_close(r->state);
+    drop_scratch(scratch);
     etl_logger_free(r->log);
     if (r->lock_fd >= 0)
         close(r->lock_fd);

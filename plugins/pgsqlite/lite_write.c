@@ -84,7 +84,9 @@ static etl_status_t create_table(lite_t *l, etl_ctx_t *ctx, const char *name,
 {
     sqlbuf_t b;
     sb_init(&b);
-    sb_add(&b, "CREATE TABLE ");
+    /* a dry run leaves the file as it was: its tables live in the
+     * connection's temp schema, which unqualified names find first */
+    sb_add(&b, etl_dry_run(ctx) ? "CREATE TEMP TABLE " : "CREATE TABLE ");
     sb_ident(&b, name);
     sb_add(&b, " (");
     size_t n = etl_schema_ncols(sc), nk = 0, k = 0;
@@ -119,7 +121,8 @@ static etl_status_t create_table(lite_t *l, etl_ctx_t *ctx, const char *name,
     etl_status_t st = b.oom ? etl_fail(ctx, ETL_ERR_NOMEM, "out of memory")
                             : exec(l, ctx, sb_str(&b), "create table");
     if (st == ETL_OK)
-        etl_log(ctx, ETL_LOG_INFO, "created table %s in %s", name, l->path);
+        etl_log(ctx, ETL_LOG_INFO, "%s table %s in %s",
+                etl_dry_run(ctx) ? "dry run: a temporary" : "created", name, l->path);
     sb_free(&b);
     return st;
 }
@@ -224,7 +227,7 @@ static etl_status_t create_staging(lite_t *l, etl_ctx_t *ctx, lite_stream_t *s,
         return create_table(l, ctx, s->target, sc, 1, NULL);
     }
     sb_init(&b);
-    sb_add(&b, "CREATE TABLE ");
+    sb_add(&b, etl_dry_run(ctx) ? "CREATE TEMP TABLE " : "CREATE TABLE ");
     sb_ident(&b, s->target);
     sb_add(&b, " ");
     sb_add(&b, paren);
@@ -476,6 +479,11 @@ etl_status_t lite_prepare(lite_t *l, etl_ctx_t *ctx, const etl_sink_stream_t *sp
             const etl_column_t *c = etl_schema_col(sc, i);
             if (etl_schema_find(have, c->name) >= 0 || (c->flags & ETL_COL_HIDDEN))
                 continue;
+            if (etl_dry_run(ctx)) {
+                etl_log(ctx, ETL_LOG_INFO, "dry run: column %s would be added to table %s",
+                        c->name, spec->table);
+                continue;
+            }
             if (!create) {
                 etl_log(ctx, ETL_LOG_WARN, "table %s has no column %s: not written",
                         spec->table, c->name);
@@ -512,7 +520,10 @@ etl_status_t lite_prepare(lite_t *l, etl_ctx_t *ctx, const etl_sink_stream_t *sp
         if (spec->soft_delete_value && !(s->soft_value = strdup(spec->soft_delete_value)))
             goto nomem;
         if (etl_schema_find(sc, spec->soft_delete) < 0 && exists &&
-            etl_schema_find(have, spec->soft_delete) < 0) {
+            etl_schema_find(have, spec->soft_delete) < 0 && etl_dry_run(ctx)) {
+            s->soft = 0; /* no column to set: counted as deletes, rolled back */
+        } else if (etl_schema_find(sc, spec->soft_delete) < 0 && exists &&
+                   etl_schema_find(have, spec->soft_delete) < 0) {
             if (!create) {
                 st = etl_fail(ctx, ETL_ERR_CONFIG, "table %s has no soft-delete column %s",
                               spec->table, spec->soft_delete);

@@ -108,6 +108,9 @@ void pg_close(pg_t *p)
 {
     if (!p)
         return;
+    if (p->dry_drop.len) /* a dry run leaves the database as it found it */
+        PQclear(PQexec(p->conn, sb_str(&p->dry_drop)));
+    sb_free(&p->dry_drop);
     PQfinish(p->conn);
     keep_clear(&p->keep);
     free(p->keep.v);

@@ -413,6 +413,11 @@ static etl_status_t add_columns(pg_t *p, etl_ctx_t *ctx, const char *table,
         const etl_column_t *c = etl_schema_col(sc, i);
         if (etl_schema_find(have, c->name) >= 0 || (c->flags & ETL_COL_HIDDEN))
             continue;
+        if (etl_dry_run(ctx)) {
+            etl_log(ctx, ETL_LOG_INFO, "dry run: column %s would be added to table %s", c->name,
+                    table);
+            continue;
+        }
         if (!create) {
             etl_log(ctx, ETL_LOG_WARN, "table %s has no column %s: not written", table, c->name);
             continue;
@@ -481,11 +486,18 @@ etl_status_t pg_prepare(pg_t *p, etl_ctx_t *ctx, const etl_sink_stream_t *spec, 
         if ((st = create_table(p, ctx, spec->table, sc, spec->write != ETL_WRITE_APPEND,
                                spec->assigned_pk)) != ETL_OK)
             goto fail;
+        if (etl_dry_run(ctx)) { /* gone when the sink closes: children may look it up */
+            sb_add(&p->dry_drop, "DROP TABLE IF EXISTS ");
+            sb_qualified(&p->dry_drop, p, spec->table);
+            sb_add(&p->dry_drop, ";");
+        }
         if ((st = pg_columns(p, ctx, spec->table, have, &exists)) != ETL_OK)
             goto fail;
     } else if ((st = add_columns(p, ctx, spec->table, sc, have, create)) != ETL_OK) {
         goto fail;
     }
+    if (s->soft && etl_schema_find(have, spec->soft_delete) < 0 && etl_dry_run(ctx))
+        s->soft = 0; /* no column to set: counted as deletes, rolled back */
     if (s->soft && etl_schema_find(have, spec->soft_delete) < 0) {
         sqlbuf_t b;
         sb_init(&b);

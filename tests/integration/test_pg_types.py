@@ -224,6 +224,34 @@ class PgTypes(Workdir):
         self.assertEqual(self.pg.psql("SELECT id, coalesce(color, '-') FROM items ORDER BY id",
                                       "gen_db"), [["1", "-"], ["2", "red"]])
 
+    def test_dry_run_leaves_postgres_as_it_found_it(self):
+        """--dry-run into PostgreSQL: missing tables exist only while the run
+        lasts, missing columns are not added, no row is committed."""
+        url = self.newdb("dry_db")
+        self.pg.psql("CREATE TABLE items (id int PRIMARY KEY, name text, updated_at text)", "dry_db")
+        import sqlite3
+        c = sqlite3.connect(self.path("src.db"))
+        c.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INT, updated_at TEXT)")
+        c.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, updated_at TEXT)")
+        c.execute("INSERT INTO items VALUES (1, 'a', 5, '2025-01-01'), (2, 'b', 7, '2025-01-02')")
+        c.execute("INSERT INTO notes VALUES (1, 'n', '2025-01-01')")
+        c.commit()
+        c.close()
+        self.write("d.yaml", pipeline("d", "sqlite:src.db", url, ["items", "notes"]))
+        r = run("run", self.path("d.yaml"), "--dry-run", check=0)
+        self.assertRegex(r.out, r"items +forward +2 +2 ")
+        self.assertRegex(r.out, r"notes +forward +1 +1 ")
+        self.assertIn("dry run: column qty would be added to table items", r.err)
+        self.assertEqual(self.pg.psql("SELECT count(*) FROM items", "dry_db"), [["0"]])
+        self.assertEqual(self.pg.psql("SELECT string_agg(column_name, ',' ORDER BY ordinal_position)"
+                                      " FROM information_schema.columns WHERE table_name = 'items'",
+                                      "dry_db"), [["id,name,updated_at"]])
+        self.assertEqual(self.pg.psql("SELECT count(*) FROM pg_tables WHERE tablename = 'notes'",
+                                      "dry_db"), [["0"]])
+        self.assertFalse(os.path.exists(self.path(".etl")) and os.listdir(self.path(".etl")))
+        run("run", self.path("d.yaml"), check=0)
+        self.assertEqual(self.pg.psql("SELECT count(*) FROM notes", "dry_db"), [["1"]])
+
     def test_password_never_reaches_logs_errors_or_history(self):
         self.pg.psql("DO $$ BEGIN CREATE ROLE shop LOGIN PASSWORD 'Sup3rSecretPw';"
                      " EXCEPTION WHEN duplicate_object THEN NULL; END $$")

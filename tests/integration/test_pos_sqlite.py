@@ -140,8 +140,23 @@ class PosPipeline(Workdir):
         self.assertIn("created", r.out)
         for t in POS_TABLES:
             self.assertEqual(query(self.terminal, f"SELECT count(*) FROM {t}"), [(0,)], t)
-        self.assertFalse(os.path.exists(self.state) and
-                         query(self.state, "SELECT count(*) FROM runs")[0][0])
+        # no state store, lock file or lease: nothing to find afterwards
+        self.assertFalse(os.path.exists(self.path(".etl")) and os.listdir(self.path(".etl")))
+        # into a terminal database that does not have the tables yet: it
+        # counts what it would create and leaves the file without tables
+        fresh = self.path("var", "fresh.db")
+        execute(fresh, "CREATE TABLE keep_me (x INTEGER)")
+        r = run("run", self.pipeline, "--dry-run", "--direction", "forward",
+                env={"TERMINAL_URL": "sqlite:" + fresh}, check=0)
+        self.assertIn("pos: ok", r.out)
+        self.assertRegex(r.out, r"stores +forward +3 +3 ")
+        self.assertEqual(query(fresh, "SELECT name FROM sqlite_master WHERE type='table'"),
+                         [("keep_me",)])
+        self.assertIn("dry run: a temporary table orders", r.err)
+        self.assertFalse(os.path.exists(self.path(".etl")) and os.listdir(self.path(".etl")))
+        # a real run afterwards starts from nothing: it creates every row
+        run("run", self.pipeline, "--direction", "forward", check=0)
+        self.assertEqual(self.counts()[("orders", "forward")]["created"], 300)
 
     def test_status_and_reset(self):
         run("run", self.pipeline, check=0)
