@@ -96,6 +96,7 @@ typedef struct etl_srt {
     int64_t scan_id;            /* the run whose seen marks this scan uses */
     int fresh;                  /* the ledger was empty when the stream started */
     int spool_only;             /* a second pass for rows emitted after the stream ran */
+    etl_write_mode_t write;     /* this pass's: a second pass of replace adds to the live table */
     etl_value_t since;
     char since_buf[80];
     etl_checkpoint_t ckpt;

@@ -462,8 +462,9 @@ static void close_lost_run(etl_serve_t *sv, sv_pipe_t *pp, const etl_lease_t *l)
                              l->lost_owner ? l->lost_owner : "?", sv->worker_id);
     etl_logf(NULL, ETL_LOG_WARN, "serve", NULL, "%s: run %lld: %s", pp->key,
              (long long)l->lost_run_id, msg ? msg : "taken over");
+    /* only a run still "running": one that finished in between keeps its status */
     if (l->lost_run_id > 0)
-        etl_state_run_finish(st, l->lost_run_id, "failed", msg);
+        etl_state_run_abandon(st, l->lost_run_id, msg ? msg : "taken over");
     free(msg);
 }
 

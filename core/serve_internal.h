@@ -4,9 +4,11 @@
  * handlers (admin_api.c) and the metrics (metrics.c).
  *
  * Locking: sv->mu guards the pipeline table, the job list and the metrics.
- * State store calls are made outside it: each sv_store_t has one handle for
- * the scheduler thread and one for the admin server (behind api_mu), since
- * a handle serves one thread at a time.
+ * Each sv_store_t has one state store handle for the scheduler side and one
+ * for the admin server (behind api_mu), since a handle serves one thread at
+ * a time. Lease claims, renewals and releases on the scheduler's handle are
+ * made with sv->mu held (a trigger or a reset from the admin thread claims
+ * through it too); the admin server's reads are made outside sv->mu.
  */
 #ifndef ETL_CORE_SERVE_INTERNAL_H
 #define ETL_CORE_SERVE_INTERNAL_H

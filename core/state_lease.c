@@ -1,6 +1,8 @@
 /*
- * state_lease.c - holding a pipeline's lease for as long as a run lasts
- * (`etl run` on a PostgreSQL store, which has no file to lock): the claim,
+ * state_lease.c - holding a pipeline's lease for as long as `etl run` or
+ * `etl reset` lasts, on either store (a SQLite store's lock file keeps out
+ * other runs of this machine; the lease keeps out `etl serve` workers, and
+ * on a PostgreSQL store, which has no file to lock, everyone): the claim,
  * taking over from a dead process of this host, a thread that renews the
  * lease on a store connection of its own, and the release.
  */

@@ -387,7 +387,7 @@ static void plan_read(etl_run_t *r, etl_srt_t *s)
     const etl_stream_cfg_t *c = s->cfg;
     /* a parent with nest children is read whole: a changed child must bring
      * back a parent whose own cursor did not move (the ledger keeps it cheap) */
-    s->full = r->o->full || c->mode == ETL_MODE_FULL || c->write == ETL_WRITE_REPLACE ||
+    s->full = r->o->full || c->mode == ETL_MODE_FULL || s->write == ETL_WRITE_REPLACE ||
               s->cursor_read < 0 || c->nnest > 0;
     s->has_since = 0;
     const char *ck = s->ckpt.cursor;
@@ -431,7 +431,7 @@ static void plan_read(etl_run_t *r, etl_srt_t *s)
             lower = w;
         have_lower = 1;
     }
-    if (have_lower && c->write == ETL_WRITE_REPLACE) {
+    if (have_lower && s->write == ETL_WRITE_REPLACE) {
         /* replace swaps in exactly what was read: a bounded read would
          * replace the table with part of it */
         etl_logf(r->log, ETL_LOG_WARN, "run", c->name,
@@ -463,14 +463,14 @@ static void plan_read(etl_run_t *r, etl_srt_t *s)
     if (!s->has_since)
         s->full = 1;
     s->detect_deletes = s->full && !s->has_since && c->deletes != ETL_DELETES_IGNORE &&
-                        s->nkey && c->write != ETL_WRITE_APPEND && !s->emit_only;
+                        s->nkey && s->write != ETL_WRITE_APPEND && !s->emit_only;
 
     /* a full scan reads in key order: the sink and the ledger fill in order,
      * and an interrupted scan resumes after the last key it committed
      * (replace starts a new staging table each run: it never resumes) */
     s->scan_id = r->run_id;
     s->by_key = s->full && !s->has_since && s->nrkey > 0 && !s->emit_only;
-    s->resume = s->by_key && c->write != ETL_WRITE_REPLACE && !r->o->dry_run;
+    s->resume = s->by_key && s->write != ETL_WRITE_REPLACE && !r->o->dry_run;
     if (s->resume && s->ckpt.resume_key && s->ckpt.resume_scan) {
         s->after = etl_arena_alloc(&s->after_arena, s->nrkey * sizeof *s->after);
         if (s->after && etl_key_values(s->ckpt.resume_key, strlen(s->ckpt.resume_key), s->read,
@@ -707,7 +707,7 @@ static int prepare_sink(etl_run_t *r, etl_srt_t *s)
         .stream = c->name,
         .table = s->table,
         .schema = s->out,
-        .write = c->write,
+        .write = s->write,
         .conflict = s->conflict,
         .cursor = s->cursor_out >= 0 ? etl_schema_col(s->out, (size_t)s->cursor_out)->name : NULL,
         .keep = s->keep,
@@ -732,6 +732,12 @@ int etl_stream_run(etl_run_t *r, etl_srt_t *s)
 {
     const etl_stream_cfg_t *c = s->cfg;
     s->started_us = etl_mono_us();
+    /* the first pass of a replace stream swapped its table in: rows emitted
+     * into it afterwards are added to that table, not swapped in alone */
+    s->write = c->write;
+    if (s->spool_only && c->write == ETL_WRITE_REPLACE)
+        s->write = s->nkey ? ETL_WRITE_UPSERT : ETL_WRITE_APPEND;
+    etl_checkpoint_clear(&s->ckpt); /* a second pass reads it again */
     if (etl_state_checkpoint_get(r->state, r->pkey, c->name, s->dir_name, &s->ckpt) != 0) {
         etl_srt_fail(s, "%s", etl_state_error(r->state));
         return -1;
@@ -778,7 +784,7 @@ int etl_stream_run(etl_run_t *r, etl_srt_t *s)
         rc = read_source(r, s, w);
     if (rc == 0)
         rc = drain_spool(r, s, w);
-    if (rc == 0 && s->detect_deletes && c->write != ETL_WRITE_REPLACE && !s->spool_only)
+    if (rc == 0 && s->detect_deletes && s->write != ETL_WRITE_REPLACE && !s->spool_only)
         rc = etl_writer_delete_unseen(w);
     etl_writer_progress(w, 1);
 finish:;
@@ -796,7 +802,7 @@ finish:;
         }
     }
     etl_state_share(r->state, NULL);
-    if (ok && w && c->write == ETL_WRITE_REPLACE) {
+    if (ok && w && s->write == ETL_WRITE_REPLACE) {
         /* keys the new table lacks are gone: the ledger forgets them */
         if ((s->nkey && !s->has_since && etl_writer_delete_unseen(w) != 0) ||
             etl_writer_final_checkpoint(w) != 0)

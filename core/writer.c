@@ -896,7 +896,7 @@ static int state_writes(etl_writer_t *w, etl_batch_t *b, const etl_counts_t *del
             s->resume_max.type == b->ckpt.type && etl_cursor_cmp(&s->resume_max, &b->ckpt) < 0)
             b->ckpt = s->resume_max;
     }
-    if (move_ck && b->has_ckpt && s->cfg->write != ETL_WRITE_REPLACE) {
+    if (move_ck && b->has_ckpt && s->write != ETL_WRITE_REPLACE) {
         char buf[64];
         const char *text;
         if (move_checkpoint(w, &b->ckpt, &text, buf, sizeof buf))
@@ -945,12 +945,12 @@ static int classify(etl_writer_t *w, etl_batch_t *b)
             int echo = mark && (s->cursor_out < 0 || same_cursor(&row[s->cursor_out], mark));
             free(mark);
             w->cls[i] = echo ? C_UNCHANGED : C_UPDATED;
-            if (echo && s->cfg->write != ETL_WRITE_REPLACE)
+            if (echo && s->write != ETL_WRITE_REPLACE)
                 w->act[i] = A_ECHO;
             continue;
         }
         w->cls[i] = !found ? C_CREATED : h == w->hash[i] ? C_UNCHANGED : C_UPDATED;
-        if (w->cls[i] == C_UNCHANGED && s->cfg->write != ETL_WRITE_REPLACE)
+        if (w->cls[i] == C_UNCHANGED && s->write != ETL_WRITE_REPLACE)
             w->act[i] = A_UNCHANGED;
     }
     return 0;
@@ -1097,7 +1097,7 @@ int etl_writer_batch(etl_writer_t *w, etl_batch_t *b, int retry_deferred)
         }
     }
     if (b->has_ckpt && !over) {
-        if (s->cfg->write == ETL_WRITE_REPLACE)
+        if (s->write == ETL_WRITE_REPLACE)
             w->pending = 1; /* moves after finish() swapped the table in */
         remember_checkpoint(w, &b->ckpt);
     }
@@ -1163,7 +1163,7 @@ int etl_writer_delete_unseen(etl_writer_t *w)
     if (!b)
         return -1;
     unseen_ctx_t u = {w, b, "", 0, 0};
-    int rc = 0, replace = s->cfg->write == ETL_WRITE_REPLACE;
+    int rc = 0, replace = s->write == ETL_WRITE_REPLACE;
     for (;;) {
         etl_batch_reset(b);
         int got = etl_state_ledger_unseen(r->state, s->sid, s->scan_id,

@@ -127,6 +127,37 @@ class LuaHooks(Workdir):
         self.assertEqual(len(rows(self.path("dst.db"), "orders", "id")), 6)
         self.assertEqual(last_run_counts(self.state, "lua")[("orders", "forward")]["deleted"], 0)
 
+    def test_rows_emitted_into_a_replace_stream_that_already_ran_join_its_table(self):
+        """notes (write: replace) runs before orders, whose transform emits
+        notes: the second pass adds them to the swapped-in table."""
+        self.write("lua/hooks.lua", "return {}")
+        c = sqlite3.connect(self.path("src.db"))
+        c.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, updated_at TEXT)")
+        c.executemany("INSERT INTO notes VALUES (?, ?, '2025-01-01')", [(1, "a"), (2, "b"), (3, "c")])
+        c.commit()
+        c.close()
+        text = f"""version: 1
+name: lua
+source: {{plugin: pgsqlite, url: "sqlite:src.db"}}
+sink: {{plugin: pgsqlite, url: "sqlite:dst.db"}}
+streams:
+  - name: notes
+    write: replace
+  - name: orders
+    mode: full
+    transform: |
+      if rec.id <= 2 then
+        ctx:emit('notes', {{id = 100 + rec.id, body = 'from order ' .. rec.id, updated_at = rec.updated_at}})
+      end
+      return rec
+"""
+        self.write("lua.yaml", text)
+        for _ in range(2):  # the next run replaces again, and orders (full) emits again
+            r = run("run", self.path("lua.yaml"), check=0)
+            self.assertEqual([g[0] for g in rows(self.path("dst.db"), "notes", "id")], [1, 2, 3, 101, 102], r)
+            self.assertEqual(query(self.state, "SELECT count(*) FROM ledger l JOIN etl_streams s ON s.id = l.sid"
+                                   " WHERE s.stream = 'notes'"), [(5,)])
+
     def test_more_errors_than_max_errors_fail_the_run(self):
         self.write("lua.yaml", pipeline(max_errors=2))
         r = run("run", self.path("lua.yaml"), check=1)
