@@ -97,6 +97,13 @@ typedef struct etl_srt {
     int fresh;                  /* the ledger was empty when the stream started */
     int spool_only;             /* a second pass for rows emitted after the stream ran */
     etl_write_mode_t write;     /* this pass's: a second pass of replace adds to the live table */
+    /* The transform sent rows to other streams (ctx:emit): they are written
+     * later, so this stream's checkpoint and resume point wait for them
+     * (held_*) and move at the end of the direction when nothing was lost. */
+    atomic_int emitted;         /* set by the reader thread */
+    char *held_ck, *held_type;  /* the checkpoint to move to, malloc'd */
+    int held_full;
+    int held_clear_resume;      /* the key-ordered scan completed: drop its resume point */
     etl_value_t since;
     char since_buf[80];
     etl_checkpoint_t ckpt;

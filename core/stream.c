@@ -376,6 +376,8 @@ void etl_stream_free(etl_srt_t *s)
     free(s->rkey);
     etl_arena_free(&s->after_arena);
     etl_checkpoint_clear(&s->ckpt);
+    free(s->held_ck);
+    free(s->held_type);
     memset(s, 0, sizeof *s);
 }
 

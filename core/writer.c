@@ -747,6 +747,43 @@ static void remember_checkpoint(etl_writer_t *w, const etl_value_t *ck)
     w->have_ck = 1;
 }
 
+/* A stream whose transform emitted rows into other streams: its checkpoint
+ * waits in s->held_* until those rows are written (run.c moves it), and its
+ * resume point stays where it was, so a crash in between reads the emitting
+ * rows, and emits them, again. Only the counts go to the state store. */
+static int hold_checkpoint(etl_writer_t *w, etl_batch_t *b, int64_t records)
+{
+    etl_run_t *r = w->r;
+    etl_srt_t *s = w->s;
+    if (s->by_key && b->end && b->status == ETL_OK) {
+        s->held_clear_resume = s->resume || s->ckpt.resume_key;
+        if (s->resumed && s->resume_max.type != ETL_T_NULL && b->has_ckpt &&
+            s->resume_max.type == b->ckpt.type && etl_cursor_cmp(&s->resume_max, &b->ckpt) < 0)
+            b->ckpt = s->resume_max;
+    }
+    if (b->has_ckpt && s->write != ETL_WRITE_REPLACE) {
+        char buf[64];
+        const char *text;
+        if (move_checkpoint(w, &b->ckpt, &text, buf, sizeof buf)) {
+            char *ck = etl_strdup(text), *type = etl_strdup(etl_type_name(b->ckpt.type));
+            if (!ck || !type) {
+                free(ck);
+                free(type);
+                return -1;
+            }
+            free(s->held_ck);
+            free(s->held_type);
+            s->held_ck = ck;
+            s->held_type = type;
+            s->held_full = s->full;
+        }
+    }
+    if (records || b->end)
+        return etl_state_checkpoint_put(r->state, r->pkey, s->cfg->name, s->dir_name, NULL, NULL,
+                                        records, s->full);
+    return 0;
+}
+
 static int dead_letter(etl_writer_t *w, const char *key, const char *error, const char *json)
 {
     etl_run_t *r = w->r;
@@ -860,6 +897,8 @@ static int state_writes(etl_writer_t *w, etl_batch_t *b, const etl_counts_t *del
     if (etl_state_counts_add(st, r->run_id, s->cfg->name, s->dir_name, delta))
         return -1;
     int64_t records = delta->created + delta->updated + delta->deleted;
+    if (move_ck && atomic_load(&s->emitted))
+        return hold_checkpoint(w, b, records);
     if (move_ck && s->resume && b->has_resume && !(b->end && b->status == ETL_OK)) {
         /* where this key-ordered scan resumes after a crash, and (in its
          * first part) the greatest cursor read, which bounds the checkpoint */
@@ -1270,7 +1309,16 @@ int etl_writer_final_checkpoint(etl_writer_t *w)
         return 0;
     char buf[64];
     const char *text;
-    etl_value_text(&w->ck, buf, sizeof buf, &text);
+    size_t n = etl_value_text(&w->ck, buf, sizeof buf, &text);
+    if (atomic_load(&s->emitted)) { /* waits for the rows it emitted, like any */
+        free(s->held_ck);
+        free(s->held_type);
+        s->held_ck = etl_strndup(text, n);
+        s->held_type = etl_strdup(etl_type_name(w->ck.type));
+        s->held_full = s->full;
+        w->pending = 0;
+        return s->held_ck && s->held_type ? 0 : -1;
+    }
     if (etl_state_begin(r->state) ||
         etl_state_checkpoint_put(r->state, r->pkey, s->cfg->name, s->dir_name, text,
                                  etl_type_name(w->ck.type), 0, s->full) ||

@@ -4,7 +4,7 @@ with their traceback, max_errors, before_run/after_run."""
 import sqlite3
 import unittest
 
-from etltest import Workdir, last_run_counts, query, rows, run
+from etltest import Workdir, execute, last_run_counts, query, rows, run
 
 ORDERS = [
     (1, "ann", "ok", "a=1,b=2", "2025-01-01 10:00:00"),
@@ -157,6 +157,27 @@ streams:
             self.assertEqual([g[0] for g in rows(self.path("dst.db"), "notes", "id")], [1, 2, 3, 101, 102], r)
             self.assertEqual(query(self.state, "SELECT count(*) FROM ledger l JOIN etl_streams s ON s.id = l.sid"
                                    " WHERE s.stream = 'notes'"), [(5,)])
+
+    def test_emitting_stream_keeps_its_checkpoint_until_the_emitted_rows_are_written(self):
+        """orders emits order_lines; when order_lines cannot be written, the
+        orders checkpoint stays, so the next run emits every line again."""
+        self.write("lua/hooks.lua", "return {}")
+        self.write("lua.yaml", pipeline())
+        execute(self.path("dst.db"), "CREATE VIEW order_lines AS SELECT 1 AS order_id, 'x' AS sku, 1 AS n")
+        r = run("run", self.path("lua.yaml"), check=1)
+        self.assertIn("the checkpoint stays", r.err)
+        self.assertEqual(query(self.state, "SELECT count(*) FROM checkpoints WHERE stream='orders'"
+                               " AND cursor IS NOT NULL"), [(0,)])
+        self.assertEqual(len(rows(self.path("dst.db"), "orders", "id")), 4)
+        execute(self.path("dst.db"), "DROP VIEW order_lines")
+        run("run", self.path("lua.yaml"), check=0)
+        self.assertEqual(rows(self.path("dst.db"), "order_lines", "order_id, sku"),
+                         [(1, "a", 1), (1, "b", 2), (3, "c", 3), (7, "d", 4)])
+        # now the orders checkpoint moved: a third run reads from the last order on
+        ck = query(self.state, "SELECT cursor FROM checkpoints WHERE stream='orders'")
+        self.assertEqual(ck, [("2025-01-01 10:00:06",)])
+        run("run", self.path("lua.yaml"), check=0)
+        self.assertEqual(last_run_counts(self.state, "lua")[("orders", "forward")]["read"], 1)
 
     def test_more_errors_than_max_errors_fail_the_run(self):
         self.write("lua.yaml", pipeline(max_errors=2))
