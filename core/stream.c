@@ -705,6 +705,10 @@ static int prepare_sink(etl_run_t *r, etl_srt_t *s)
         return -1;
     }
     const etl_stream_cfg_t *c = s->cfg;
+    const char *fb[16];
+    size_t nfb = s->nfb < 16 ? s->nfb : 16;
+    for (size_t k = 0; k < nfb; k++)
+        fb[k] = etl_schema_col(s->out, (size_t)s->fb[k])->name;
     etl_sink_stream_t spec = {
         .stream = c->name,
         .table = s->table,
@@ -718,6 +722,8 @@ static int prepare_sink(etl_run_t *r, etl_srt_t *s)
         .create = 1,
         .assigned_pk = s->ident && s->dir == ETL_DIR_FORWARD ? s->idcfg->sink_pk : NULL,
         .soft_delete_value = c->deletes == ETL_DELETES_SOFT ? c->deletes_value : NULL,
+        .fallback_key = nfb ? fb : NULL,
+        .nfallback_key = nfb,
     };
     e->sink_ctx->stream = c->name;
     e->sink_ctx->err[0] = '\0';

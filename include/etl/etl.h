@@ -215,6 +215,12 @@ typedef struct etl_sink_stream {
     /* Soft deletes set `soft_delete` to this text (e.g. "INACTIVE"); NULL:
      * to the time of the delete. A row that comes back gets NULL again. */
     const char *soft_delete_value;
+    /* `fallback_key:` the columns that name a record whose key is NULL (the
+     * core keys its ledger by them); NULL/0 when not set. A sink that cannot
+     * match stored rows by them must refuse the stream in prepare(), or each
+     * change of such a record would add a row. */
+    const char *const *fallback_key;
+    size_t nfallback_key;
 } etl_sink_stream_t;
 
 typedef struct etl_sink_ops {

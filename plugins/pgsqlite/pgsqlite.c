@@ -113,6 +113,13 @@ static etl_status_t pgsqlite_prepare(void *self, etl_ctx_t *ctx, const etl_sink_
                                      void **stream)
 {
     pgsqlite_t *p = self;
+    /* a NULL key never conflicts in a unique index: every change of such a
+     * record would insert another row */
+    if (spec->nfallback_key)
+        return etl_fail(ctx, ETL_ERR_CONFIG,
+                        "stream %s: fallback_key is not supported by a database sink (rows whose "
+                        "key is NULL cannot be matched); give the table a key that is never NULL",
+                        spec->stream);
     DISPATCH(p, lite_prepare(p->lite, ctx, spec, (lite_stream_t **)stream),
              pg_prepare(p->pg, ctx, spec, (pg_stream_t **)stream));
 }

@@ -1,4 +1,4 @@
-"""Crash safety: `kill -9` of `etl run` at ten moments of a 200,000-row sync,
+"""Crash safety: `kill -9` of `etl run` at eleven moments of a 200,000-row sync,
 each followed by a re-run. Every time the sink ends equal to the source, with no
 duplicate keys, and the counts of all runs add up to the rows copied."""
 import os
@@ -47,7 +47,7 @@ class CrashSafety(Workdir):
             for f in files:
                 os.remove(os.path.join(root, f))
 
-    def test_kill_at_ten_moments_then_rerun(self):
+    def test_kill_at_eleven_moments_then_rerun(self):
         # how long an undisturbed run takes on this machine
         t0 = time.monotonic()
         run("-q", "run", self.path("items.yaml"), check=0)

@@ -271,3 +271,27 @@ class DeferredThenScanned(Workdir):
         self.assertEqual(query(self.path("dst.db"), "SELECT count(*) FROM counts"), [(3,)])
         synced = query(state, "SELECT records_synced FROM checkpoints WHERE stream='counts'")
         self.assertEqual(synced, [(3,)])
+
+
+class FallbackKeyInDatabaseSinks(Workdir):
+    """fallback_key names records whose key is NULL for sinks that match on
+    it (pythonanywhere); a database sink cannot, and refuses the stream
+    rather than add a row for each change."""
+
+    def test_pgsqlite_refuses_fallback_key(self):
+        src = self.path("src.db")
+        execute(src, "CREATE TABLE products (barcode TEXT PRIMARY KEY, brand TEXT, size TEXT,"
+                " price TEXT, updated_at TEXT)")
+        execute(src, "INSERT INTO products VALUES (NULL, 'acme', 'L', '9.99', '2026-01-01 00:00:00')")
+        self.write("fb.yaml", """version: 1
+name: fb
+source: {plugin: pgsqlite, url: "sqlite:src.db"}
+sink: {plugin: pgsqlite, url: "sqlite:dst.db"}
+streams:
+  - name: products
+    fallback_key: [brand, size]
+""")
+        r = run("run", self.path("fb.yaml"), check=1)
+        self.assertIn("stream products: fallback_key is not supported by a database sink", r.out + r.err)
+        self.assertEqual(query(self.path("dst.db"), "SELECT count(*) FROM sqlite_master WHERE name='products'"),
+                         [(0,)])
