@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -15,19 +16,27 @@ sys.path.insert(0, os.path.join(SOURCE, "tests", "integration"))
 
 def measure(args, env=None, cwd=None):
     """(seconds, peak RSS in MiB) of one run of args; raises on failure."""
+    secs, rss, _ = measure_cpu(args, env, cwd)
+    return secs, rss
+
+
+def measure_cpu(args, env=None, cwd=None, stdout=None):
+    """(seconds, peak RSS in MiB, CPU seconds) of one run of args."""
     e = dict(os.environ)
     e.update(env or {})
     t0 = time.monotonic()
-    p = subprocess.Popen(args, env=e, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(p.pid, 0)
-    secs = time.monotonic() - t0
-    out, err = p.stdout.read(), p.stderr.read()
-    p.stdout.close()
-    p.stderr.close()
-    p.returncode = os.waitstatus_to_exitcode(status)
-    if p.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed ({p.returncode}):\n{out.decode()}\n{err.decode()}")
-    return secs, usage.ru_maxrss / 1024.0
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        p = subprocess.Popen(args, env=e, cwd=cwd, stdout=stdout if stdout is not None else out,
+                             stderr=err)
+        _, status, usage = os.wait4(p.pid, 0)
+        secs = time.monotonic() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode != 0:
+            out.seek(0)
+            err.seek(0)
+            raise RuntimeError(f"{' '.join(args)} failed ({p.returncode}):\n{out.read().decode()}\n"
+                               f"{err.read().decode()}")
+    return secs, usage.ru_maxrss / 1024.0, usage.ru_utime + usage.ru_stime
 
 
 def realistic_items(path, rows):
@@ -52,4 +61,5 @@ def report(name, rows, results):
     for r in results:
         rate = f"{r['rows'] / r['seconds']:>12,.0f} rows/s" if r.get("rows") else " " * 19
         print(f"  {r['what']:<{width}}  {r['seconds']:8.2f} s  {rate}  peak {r['rss_mib']:7.1f} MiB"
+              + (f"  cpu {r['cpu']:6.2f} s" if "cpu" in r else "")
               + (f"  ({r['ratio']:.2f}x the raw limit)" if "ratio" in r else ""))

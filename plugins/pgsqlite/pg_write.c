@@ -26,6 +26,11 @@ struct pg_stream {
     size_t nkeys;
     char **names; /* column names, schema order */
     char *copy_sql, *merge_sql, *del_sql;
+    /* The target was empty when the stream began: rows are COPYed straight
+     * into it until one conflicts (a key seen twice, another writer), after
+     * which every batch goes through staging and the merge. */
+    int direct;
+    char *direct_sql;
     char *diff_sql; /* newer rules: staged rows the merge left alone that differ */
     int soft;
     char *soft_value; /* soft deletes set this text, or the time */
@@ -175,6 +180,7 @@ static void stream_free(pg_stream_t *s)
     free(s->use);
     free(s->key);
     free(s->copy_sql);
+    free(s->direct_sql);
     free(s->merge_sql);
     free(s->del_sql);
     free(s->diff_sql);
@@ -217,6 +223,19 @@ static etl_status_t build_sql(pg_t *p, etl_ctx_t *ctx, pg_stream_t *s,
     }
     sb_add(&b, "_etl_row) FROM STDIN");
     s->copy_sql = take(&b);
+
+    /* COPY straight into the target (while it holds only this run's rows) */
+    sb_add(&b, "COPY ");
+    sb_qualified(&b, p, s->target);
+    sb_add(&b, " (");
+    for (size_t i = 0, k = 0; i < s->ncols; i++) {
+        if (!s->use[i])
+            continue;
+        sb_add(&b, k++ ? ", " : "");
+        sb_ident(&b, s->names[i]);
+    }
+    sb_add(&b, ") FROM STDIN");
+    s->direct_sql = take(&b);
 
     /* the merge */
     sb_add(&b, "WITH m AS (INSERT INTO ");
@@ -565,6 +584,25 @@ etl_status_t pg_prepare(pg_t *p, etl_ctx_t *ctx, const etl_sink_stream_t *spec, 
     }
     if ((st = build_sql(p, ctx, s, spec)) != ETL_OK)
         goto fail;
+    /* an empty target (a new table, replace's copy, a first load) takes
+     * COPY straight in: nothing there to merge with */
+    s->direct = spec->write == ETL_WRITE_APPEND || spec->write == ETL_WRITE_REPLACE;
+    if (!s->direct) {
+        sqlbuf_t b;
+        sb_init(&b);
+        sb_add(&b, "SELECT NOT EXISTS (SELECT 1 FROM ");
+        sb_qualified(&b, p, s->target);
+        sb_add(&b, ")");
+        PGresult *r = PQexec(p->conn, sb_str(&b));
+        sb_free(&b);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            st = pg_fail(p, ctx, r, "is the table empty");
+            PQclear(r);
+            goto fail;
+        }
+        s->direct = PQgetvalue(r, 0, 0)[0] == 't';
+        PQclear(r);
+    }
     etl_schema_free(have);
     *out = s;
     return ETL_OK;
@@ -645,11 +683,12 @@ static int copy_value(sqlbuf_t *b, const etl_value_t *v)
     return 0;
 }
 
-/* COPY rows [from, to) of `rows` (those not already failed) into staging. */
+/* COPY rows [from, to) of `rows` (those not already failed) into staging,
+ * each with its index; direct: into the target, without it. */
 static etl_status_t stage_rows(pg_t *p, etl_ctx_t *ctx, pg_stream_t *s, etl_rows_t *rows,
-                               size_t from, size_t to)
+                               size_t from, size_t to, int direct)
 {
-    PGresult *r = PQexec(p->conn, s->copy_sql);
+    PGresult *r = PQexec(p->conn, direct ? s->direct_sql : s->copy_sql);
     if (PQresultStatus(r) != PGRES_COPY_IN) {
         etl_status_t st = pg_fail(p, ctx, r, "copy");
         PQclear(r);
@@ -674,7 +713,10 @@ static etl_status_t stage_rows(pg_t *p, etl_ctx_t *ctx, pg_stream_t *s, etl_rows
             etl_rows_fail(rows, i, "a text value holds a NUL byte, which PostgreSQL refuses");
             continue;
         }
-        sb_printf(&s->line, "%zu\n", i);
+        if (direct)
+            s->line.s[s->line.len - 1] = '\n'; /* the last tab ends the line */
+        else
+            sb_printf(&s->line, "%zu\n", i);
         if (s->line.len >= 256 * 1024) {
             if (PQputCopyData(p->conn, s->line.s, (int)s->line.len) != 1)
                 break;
@@ -703,7 +745,7 @@ static etl_status_t stage_rows(pg_t *p, etl_ctx_t *ctx, pg_stream_t *s, etl_rows
 static etl_status_t merge(pg_t *p, etl_ctx_t *ctx, pg_stream_t *s, etl_rows_t *rows, size_t from,
                           size_t to)
 {
-    etl_status_t st = stage_rows(p, ctx, s, rows, from, to);
+    etl_status_t st = stage_rows(p, ctx, s, rows, from, to, 0);
     if (st != ETL_OK)
         return st;
     PGresult *r = PQexec(p->conn, s->merge_sql);
@@ -754,6 +796,23 @@ etl_status_t pg_write(pg_t *p, etl_ctx_t *ctx, pg_stream_t *s, etl_rows_t *rows)
     etl_status_t st = pg_exec(p, ctx, "SAVEPOINT etl_batch", "savepoint");
     if (st != ETL_OK)
         return st;
+    if (s->direct) {
+        st = stage_rows(p, ctx, s, rows, 0, rows->nrows, 1);
+        if (st == ETL_OK) {
+            for (size_t i = 0; i < rows->nrows; i++)
+                if (rows->outcome[i] != ETL_OUT_FAILED)
+                    rows->outcome[i] = ETL_OUT_CREATED;
+            return pg_exec(p, ctx, "RELEASE SAVEPOINT etl_batch", "release");
+        }
+        if (st != ETL_ERR_DATA)
+            return st;
+        /* a key already there (or a value refused): the merge sorts it out */
+        etl_log(ctx, ETL_LOG_DEBUG, "direct COPY into %s stopped (%s); merging from now on",
+                s->target, etl_ctx_error(ctx));
+        s->direct = 0;
+        if ((st = pg_exec(p, ctx, "ROLLBACK TO SAVEPOINT etl_batch", "rollback")) != ETL_OK)
+            return st;
+    }
     st = merge(p, ctx, s, rows, 0, rows->nrows);
     if (st != ETL_ERR_DATA) {
         if (st == ETL_OK)

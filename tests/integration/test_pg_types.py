@@ -252,6 +252,34 @@ class PgTypes(Workdir):
         run("run", self.path("d.yaml"), check=0)
         self.assertEqual(self.pg.psql("SELECT count(*) FROM notes", "dry_db"), [["1"]])
 
+    def test_first_load_copies_straight_in_and_falls_back_to_the_merge(self):
+        """An empty target takes COPY straight in; a key met again later in the
+        same run (or a row already there) sends the batch through the merge."""
+        url = self.newdb("direct_db")
+        import sqlite3
+        c = sqlite3.connect(self.path("src.db"))
+        c.execute("CREATE TABLE ev (id INTEGER, v TEXT, updated_at TEXT)")  # no primary key
+        c.executemany("INSERT INTO ev VALUES (?, ?, ?)",
+                      [(1, "a", "2025-01-01"), (2, "b", "2025-01-02"), (3, "c", "2025-01-03"),
+                       (3, "C", "2025-01-04"), (4, "d", "2025-01-05")])
+        c.commit()
+        c.close()
+        text = pipeline("ev", "sqlite:src.db", url, ["ev"]) + "    key: [id]\n    batch: 3\n"
+        self.write("ev.yaml", text)
+        r = run("-v", "run", self.path("ev.yaml"), check=0)
+        self.assertIn("direct COPY into ev stopped", r.err)
+        got = self.pg.psql("SELECT id, v FROM ev ORDER BY id", "direct_db")
+        self.assertEqual([g[0] for g in got], ["1", "2", "3", "4"])  # key 3 once, merged
+        self.assertIn(got[2][1], ("c", "C"))
+        cn = last_run_counts(self.path(".etl", "ev.state.db"), "ev")[("ev", "forward")]
+        self.assertEqual((cn["read"], cn["created"], cn["updated"]), (5, 4, 1))
+        # a table that already has rows is merged from the first batch on
+        self.pg.psql("INSERT INTO ev VALUES (9, 'z', '2025-02-01')", "direct_db")
+        run("reset", self.path("ev.yaml"), check=0)
+        r = run("-v", "run", self.path("ev.yaml"), check=0)
+        self.assertNotIn("direct COPY", r.err)
+        self.assertEqual(self.pg.psql("SELECT count(*) FROM ev", "direct_db"), [["5"]])
+
     def test_password_never_reaches_logs_errors_or_history(self):
         self.pg.psql("DO $$ BEGIN CREATE ROLE shop LOGIN PASSWORD 'Sup3rSecretPw';"
                      " EXCEPTION WHEN duplicate_object THEN NULL; END $$")
