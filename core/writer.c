@@ -19,6 +19,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "ckey.h"
 #include "nest.h"
 #include "row.h"
 #include "runtime.h"
@@ -69,6 +70,8 @@ struct etl_writer {
     int64_t deferred_live;
     int64_t t_start, t_last;
     int64_t read_last;
+    int ckeyed;              /* append without a key, with a cursor: content keys */
+    etl_ckey_t ckey;
 };
 
 void etl_srt_fail(etl_srt_t *s, const char *fmt, ...)
@@ -136,6 +139,9 @@ etl_writer_t *etl_writer_new(etl_run_t *r, etl_srt_t *s)
     etl_buf_init(&w->ck_buf);
     w->deferred_live = s->deferred_before;
     w->t_start = w->t_last = etl_mono_us();
+    etl_ckey_init(&w->ckey);
+    /* rows re-read at the checkpoint's boundary must not be appended again */
+    w->ckeyed = !s->nkey && s->write == ETL_WRITE_APPEND && s->cursor_out >= 0;
     /* the stored checkpoint, so a batch never moves it backwards */
     if (s->ckpt.cursor && s->ckpt.type) {
         int t = etl_type_from_name(s->ckpt.type);
@@ -178,6 +184,7 @@ void etl_writer_free(etl_writer_t *w)
     free(w->derr);
     free(w->didx);
     etl_arena_free(&w->arena);
+    etl_ckey_free(&w->ckey);
     free(w);
 }
 
@@ -815,9 +822,11 @@ static int state_writes(etl_writer_t *w, etl_batch_t *b, const etl_counts_t *del
                 return -1;
             continue;
         }
-        if (!s->nkey)
+        if (!s->nkey && !w->ckeyed)
             continue;
-        if ((w->cls[i] == C_CREATED
+        /* (content keys of a source that is not in cursor order may meet
+         * twice in a batch: put, never add, for them) */
+        if ((w->cls[i] == C_CREATED && !w->ckeyed
                  ? etl_state_ledger_add(st, s->sid, key, w->klen[i], w->hash[i], s->scan_id)
                  : etl_state_ledger_put(st, s->sid, key, w->klen[i], w->hash[i], s->scan_id)))
             return -1;
@@ -956,7 +965,7 @@ static int classify(etl_writer_t *w, etl_batch_t *b)
     etl_run_t *r = w->r;
     etl_srt_t *s = w->s;
     size_t n = b->nrows, nc = w->ncols;
-    int keyed = s->nkey > 0;
+    int keyed = s->nkey > 0 || w->ckeyed;
     /* a first scan in key order whose keys only grew: nothing of it can be
      * in the ledger yet, every key is new to it */
     int fresh = s->fresh && b->ordered && !s->resumed;
@@ -1046,11 +1055,20 @@ int etl_writer_batch(etl_writer_t *w, etl_batch_t *b, int retry_deferred)
                 w->reason[i] = adup(w, w->tmp.data);
             }
         }
-        w->klen[i] = (uint32_t)(w->keys.len - w->koff[i]);
-        etl_buf_addc(&w->keys, '\0');
         w->hash[i] = etl_row_hash(row, nc, s->skip);
         if (w->hash[i] <= ETL_LEDGER_TOMBSTONE)
             w->hash[i] = 2; /* 0 and 1 mean an echo and a soft delete in the ledger */
+        if (w->ckeyed) {
+            char tmp[64];
+            const char *t = "";
+            size_t l = etl_value_text(&row[s->cursor_out], tmp, sizeof tmp, &t);
+            if (etl_ckey_next(&w->ckey, w->hash[i], t, l, &w->keys) != 0) {
+                etl_srt_fail(s, "out of memory");
+                return -1;
+            }
+        }
+        w->klen[i] = (uint32_t)(w->keys.len - w->koff[i]);
+        etl_buf_addc(&w->keys, '\0');
         if (w->act[i] == A_DELETE && (s->cfg->deletes == ETL_DELETES_IGNORE || !keyed))
             w->act[i] = A_SKIP;
     }

@@ -103,6 +103,29 @@ class Dedup(Workdir):
         self.assertEqual(query(self.path("dst.db"), "SELECT price FROM items_log WHERE id=5 ORDER BY rowid"),
                          [(7.5,), (1.0,)])
 
+    def test_write_append_without_a_key_appends_each_row_once(self):
+        """A keyless log table: the rows an incremental run reads again at its
+        inclusive boundary are not appended again; a new row identical to
+        one already appended (same content, same time) still is."""
+        execute(self.path("src.db"), "CREATE TABLE log (kind TEXT, n INTEGER, at TEXT)")
+        execute(self.path("src.db"), "INSERT INTO log VALUES ('a', 1, '2025-01-01 00:00:00'),"
+                " ('b', 2, '2025-01-01 00:00:01'), ('c', 3, '2025-01-01 00:00:01'),"
+                " ('c', 3, '2025-01-01 00:00:01')")
+        self.write("e.yaml", pipeline("  - name: log\n    cursor: at\n    write: append\n"))
+        for _ in range(3):
+            run("run", self.path("e.yaml"), check=0)
+        got = query(self.path("dst.db"), "SELECT kind, n FROM log ORDER BY rowid")
+        self.assertEqual(got, [("a", 1), ("b", 2), ("c", 3), ("c", 3)])
+        c = self.counts("log")
+        self.assertEqual((c["read"], c["created"], c["unchanged"]), (3, 0, 3))
+        # late rows at the boundary: a third identical 'c' and a new 'd'
+        execute(self.path("src.db"), "INSERT INTO log VALUES ('c', 3, '2025-01-01 00:00:01'),"
+                " ('d', 4, '2025-01-01 00:00:01'), ('e', 5, '2025-01-01 00:00:02')")
+        run("run", self.path("e.yaml"), check=0)
+        run("run", self.path("e.yaml"), check=0)
+        got = query(self.path("dst.db"), "SELECT kind, count(*) FROM log GROUP BY kind ORDER BY kind")
+        self.assertEqual(got, [("a", 1), ("b", 1), ("c", 3), ("d", 1), ("e", 1)])
+
     def test_write_replace_swaps_the_table_atomically(self):
         self.write("d.yaml", pipeline("  - name: items\n    write: replace\n    batch: 10\n"))
         run("run", self.path("d.yaml"), check=0)
