@@ -298,6 +298,9 @@ static void *worker_main(void *arg)
         j->run_id = j->res.run_id;
         j->started = 1;
         j->state = JOB_DONE;
+        /* counted as the job stops running, so /metrics never shows a run
+         * that is neither running nor counted */
+        sv_metrics_run(sv->metrics, j->key, &j->res, (double)(etl_mono_us() - j->t0) / 1e6);
         sv->busy--;
         pthread_cond_broadcast(&sv->started);
         pthread_cond_signal(&sv->wake);
@@ -369,8 +372,6 @@ static void reap_locked(etl_serve_t *sv)
             etl_logf(NULL, ETL_LOG_ERROR, "serve", NULL, "%s: cannot release its lease: %s",
                      j->key, etl_state_error(st));
         log_done(j);
-        if (j->t0)
-            sv_metrics_run(sv->metrics, j->key, &j->res, (double)(etl_mono_us() - j->t0) / 1e6);
         sv_pipe_t *pp = sv_find_pipe(sv, j->key);
         if (pp && pp->job == j)
             pp->job = NULL;

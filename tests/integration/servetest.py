@@ -105,6 +105,15 @@ class Serve:
             return r if r["status"] != "running" else None
         return wait_for(done, timeout=timeout, step=0.1, what=f"run {run_id} to finish")
 
+    def metrics(self, timeout=15):
+        """GET /metrics once this worker runs nothing: a run's record is
+        finished inside the run, its records are counted just after."""
+        def idle():
+            m = self.api("GET", "/metrics")
+            busy = [ln for ln in m.splitlines() if ln.startswith("etl_running{") and not ln.endswith(" 0")]
+            return None if busy else m
+        return wait_for(idle, timeout=timeout, step=0.1, what="the worker to be idle")
+
     def signal(self, sig):
         self.proc.send_signal(sig)
 

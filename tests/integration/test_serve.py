@@ -283,7 +283,7 @@ class Schedules(ServeBase):
         nxt = query(state, "SELECT next_run_at FROM schedules WHERE pipeline='late'")[0][0]
         self.assertGreater(nxt, int(time.time() * 1e6))
         self.assertEqual(query(state, "SELECT count(*) FROM runs WHERE status='ok'")[0][0], 1)
-        metrics = s.api("GET", "/metrics")
+        metrics = s.metrics()
         self.assertIn('etl_runs_total{pipeline="late",status="skipped"} 1', metrics)
         self.assertEqual(s.stop(), 0)
 
@@ -385,7 +385,7 @@ streams:
         runs = s.api("GET", "/api/runs?pipeline=shops@b")["runs"]
         self.assertEqual({r["client"] for r in runs}, {"b"})
 
-        m = s.api("GET", "/metrics")
+        m = s.metrics()
         self.assertIn('etl_runs_total{pipeline="shops@a",status="ok"} 2', m)
         self.assertIn('etl_runs_total{pipeline="shops@b",status="ok"} 1', m)
         self.assertIn('etl_records_total{pipeline="shops@a",stream="items",direction="forward",'
@@ -427,7 +427,7 @@ streams:
             self.assertEqual(s.run_done(rid)["status"], "ok")
             statuses = [q["status"] for q in mock.requests("/v2/locations")]
             self.assertEqual(statuses, [429, 200])
-            m = s.api("GET", "/metrics")
+            m = s.metrics()
             self.assertIn(f'etl_http_retries_total{{host="{host}",status="429"}} 1', m)
             self.assertIn('etl_records_total{pipeline="sq",stream="locations",direction="forward",'
                           'outcome="created"}', m)
