@@ -182,7 +182,9 @@ etl_status_t etl_emit_out(etl_emitter_t *em, const etl_value_t *row, int op)
             return em->failed;
         }
     }
-    return maybe_seal(em, b);
+    /* inside a transform the batch is sealed once the call returned, when
+     * everything that row emitted elsewhere is known (held checkpoints) */
+    return em->in_transform ? ETL_OK : maybe_seal(em, b);
 }
 
 /* ------------------------------------------------------------ Lua glue */
@@ -244,14 +246,24 @@ static etl_status_t transform(etl_emitter_t *em, const etl_value_t *mapped)
     etl_lua_io_t io = {lua_out, lua_schema, em};
     etl_buf_reset(&em->lerr);
     int64_t own = em->own;
-    if (etl_lua_transform(em->run->lua, s->xf, s->cfg->name, s->out, mapped, &io, &em->lerr) != 0) {
+    em->in_transform = 1;
+    int rc = etl_lua_transform(em->run->lua, s->xf, s->cfg->name, s->out, mapped, &io, &em->lerr);
+    em->in_transform = 0;
+    if (rc != 0) {
         if (em->failed)
             return em->failed;
         reject(em, mapped, em->lerr.data ? em->lerr.data : "transform failed");
     } else if (em->own == own && s->detect_deletes && s->nkey && !em->failed) {
         reject(em, mapped, NULL); /* dropped: still in the source */
     }
-    return em->failed;
+    etl_batch_t *b = em->failed ? NULL : em->cur;
+    if (!b)
+        return em->failed;
+    /* rejects weigh like rows: a transform that drops most rows must not grow
+     * one batch without end */
+    if (b->nrows < em->batch_rows && b->nrows + b->nrejects >= em->batch_rows)
+        return seal(em);
+    return maybe_seal(em, b);
 }
 
 /* A full scan in key order: checks the order holds (a source may ignore

@@ -206,6 +206,8 @@ static void release_held(etl_run_t *r, int d, int lost)
                    etl_state_commit(r->state)) {
             etl_state_rollback(r->state);
             etl_srt_fail(s, "%s", etl_state_error(r->state));
+            etl_state_run_stream(r->state, r->run_id, s->cfg->name, s->dir_name, "failed", NULL,
+                                 s->duration_ms, s->error);
         }
         free(s->held_ck);
         free(s->held_type);

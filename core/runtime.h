@@ -165,6 +165,7 @@ struct etl_emitter {
     etl_status_t failed;        /* sticky: the queue was closed or memory ran out */
     int64_t read;
     int64_t own;                /* rows the transform kept in its own stream */
+    int in_transform;           /* a Lua transform is running: no sealing yet */
     int64_t t0;                 /* when the open batch was started */
     int unordered;              /* a key-ordered scan met a key out of order */
     etl_value_t *last_key;      /* the last source row's key (by_key scans) */
@@ -199,6 +200,9 @@ void etl_writer_free(etl_writer_t *w);
 int etl_writer_batch(etl_writer_t *w, etl_batch_t *b, int retry_deferred);
 /* Full scans: deletes (or soft-deletes) keys the scan did not see. */
 int etl_writer_delete_unseen(etl_writer_t *w);
+/* Between the deferred retry, the read and the spool drain: each numbers
+ * identical keyless append rows from the start (ckey.h). */
+void etl_writer_phase(etl_writer_t *w);
 /* write: replace: the checkpoint, once finish() has swapped the table in. */
 int etl_writer_final_checkpoint(etl_writer_t *w);
 void etl_keyset_free(struct etl_keyset *k);

@@ -788,10 +788,14 @@ int etl_stream_run(etl_run_t *r, etl_srt_t *s)
         s->fresh = etl_state_ledger_count(r->state, s->sid) == 0;
     if (rc == 0 && !s->spool_only && etl_nest_collect(r, s) != 0)
         rc = -1;
-    if (rc == 0 && !s->emit_only && !s->spool_only)
+    if (rc == 0 && !s->emit_only && !s->spool_only) {
+        etl_writer_phase(w);
         rc = read_source(r, s, w);
-    if (rc == 0)
+    }
+    if (rc == 0) {
+        etl_writer_phase(w);
         rc = drain_spool(r, s, w);
+    }
     if (rc == 0 && s->detect_deletes && s->write != ETL_WRITE_REPLACE && !s->spool_only)
         rc = etl_writer_delete_unseen(w);
     etl_writer_progress(w, 1);

@@ -140,8 +140,10 @@ etl_writer_t *etl_writer_new(etl_run_t *r, etl_srt_t *s)
     w->deferred_live = s->deferred_before;
     w->t_start = w->t_last = etl_mono_us();
     etl_ckey_init(&w->ckey);
-    /* rows re-read at the checkpoint's boundary must not be appended again */
-    w->ckeyed = !s->nkey && s->write == ETL_WRITE_APPEND && s->cursor_out >= 0;
+    /* rows re-read at the checkpoint's boundary must not be appended again
+     * (not for the second pass of a keyless replace stream, appending to the
+     * table it swapped in: its next run replaces it whole) */
+    w->ckeyed = !s->nkey && s->cfg->write == ETL_WRITE_APPEND && s->cursor_out >= 0;
     /* the stored checkpoint, so a batch never moves it backwards */
     if (s->ckpt.cursor && s->ckpt.type) {
         int t = etl_type_from_name(s->ckpt.type);
@@ -1210,6 +1212,12 @@ static int collect_unseen(void *arg, const char *key, size_t klen)
         u->toolong = 1;
     }
     return 0;
+}
+
+void etl_writer_phase(etl_writer_t *w)
+{
+    etl_ckey_free(&w->ckey);
+    etl_ckey_init(&w->ckey);
 }
 
 int etl_writer_delete_unseen(etl_writer_t *w)

@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <strings.h>
 #include <sys/stat.h>
 
@@ -33,7 +34,13 @@ etl_status_t lite_open(etl_ctx_t *ctx, const char *path, int sink, lite_t **out)
     l->sink = sink;
     /* a source must exist: creating an empty file would hide a typo */
     int flags = SQLITE_OPEN_READWRITE | (sink ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX;
-    if (sink) {
+    /* a dry run creates no file: a sink that does not exist yet is an empty
+     * database in memory for as long as the run lasts */
+    const char *open_path = path;
+    if (sink && etl_dry_run(ctx) && access(path, F_OK) != 0) {
+        open_path = ":memory:";
+        etl_log(ctx, ETL_LOG_INFO, "dry run: %s does not exist; writing to memory", path);
+    } else if (sink) {
         /* the folder of a new sink database may not exist yet */
         char *dir = strdup(path), *slash = dir ? strrchr(dir, '/') : NULL;
         if (slash && slash != dir) {
@@ -49,7 +56,7 @@ etl_status_t lite_open(etl_ctx_t *ctx, const char *path, int sink, lite_t **out)
         }
         free(dir);
     }
-    if (sqlite3_open_v2(path, &l->db, flags, NULL) != SQLITE_OK) {
+    if (sqlite3_open_v2(open_path, &l->db, flags, NULL) != SQLITE_OK) {
         etl_status_t st = etl_fail(ctx, ETL_ERR_CONFIG, "cannot open SQLite database %s: %s",
                                    path, l->db ? sqlite3_errmsg(l->db) : "out of memory");
         lite_close(l);

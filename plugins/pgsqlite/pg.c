@@ -108,9 +108,8 @@ void pg_close(pg_t *p)
 {
     if (!p)
         return;
-    if (p->dry_drop.len) /* a dry run leaves the database as it found it */
-        PQclear(PQexec(p->conn, sb_str(&p->dry_drop)));
-    sb_free(&p->dry_drop);
+    if (p->dry_tx) /* a dry run leaves the database as it found it */
+        PQclear(PQexec(p->conn, "ROLLBACK"));
     PQfinish(p->conn);
     keep_clear(&p->keep);
     free(p->keep.v);

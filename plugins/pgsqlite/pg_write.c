@@ -459,7 +459,8 @@ static etl_status_t add_columns(pg_t *p, etl_ctx_t *ctx, const char *table,
     return ETL_OK;
 }
 
-etl_status_t pg_prepare(pg_t *p, etl_ctx_t *ctx, const etl_sink_stream_t *spec, pg_stream_t **out)
+static etl_status_t prepare_stream(pg_t *p, etl_ctx_t *ctx, const etl_sink_stream_t *spec,
+                                   pg_stream_t **out)
 {
     const etl_schema_t *sc = spec->schema;
     int create = etl_opt_bool(ctx, "create", 1);
@@ -505,11 +506,6 @@ etl_status_t pg_prepare(pg_t *p, etl_ctx_t *ctx, const etl_sink_stream_t *spec, 
         if ((st = create_table(p, ctx, spec->table, sc, spec->write != ETL_WRITE_APPEND,
                                spec->assigned_pk)) != ETL_OK)
             goto fail;
-        if (etl_dry_run(ctx)) { /* gone when the sink closes: children may look it up */
-            sb_add(&p->dry_drop, "DROP TABLE IF EXISTS ");
-            sb_qualified(&p->dry_drop, p, spec->table);
-            sb_add(&p->dry_drop, ";");
-        }
         if ((st = pg_columns(p, ctx, spec->table, have, &exists)) != ETL_OK)
             goto fail;
     } else if ((st = add_columns(p, ctx, spec->table, sc, have, create)) != ETL_OK) {
@@ -614,13 +610,42 @@ fail:
     return st;
 }
 
-etl_status_t pg_begin(pg_t *p, etl_ctx_t *ctx) { return pg_exec(p, ctx, "BEGIN", "begin"); }
-etl_status_t pg_commit(pg_t *p, etl_ctx_t *ctx) { return pg_exec(p, ctx, "COMMIT", "commit"); }
+/* A dry run's tables, columns and indexes are made in one transaction that
+ * is never committed (rolled back when the sink closes): nobody else sees
+ * them, and nothing stays. */
+etl_status_t pg_prepare(pg_t *p, etl_ctx_t *ctx, const etl_sink_stream_t *spec, pg_stream_t **out)
+{
+    if (!etl_dry_run(ctx))
+        return prepare_stream(p, ctx, spec, out);
+    etl_status_t st;
+    if (!p->dry_tx) {
+        if ((st = pg_exec(p, ctx, "BEGIN", "begin")) != ETL_OK)
+            return st;
+        p->dry_tx = 1;
+    }
+    if ((st = pg_exec(p, ctx, "SAVEPOINT etl_prepare", "savepoint")) != ETL_OK)
+        return st;
+    st = prepare_stream(p, ctx, spec, out);
+    PQclear(PQexec(p->conn, st == ETL_OK ? "RELEASE SAVEPOINT etl_prepare"
+                                         : "ROLLBACK TO SAVEPOINT etl_prepare"));
+    return st;
+}
+
+/* Under a dry run a batch is a savepoint of the one open transaction. */
+etl_status_t pg_begin(pg_t *p, etl_ctx_t *ctx)
+{
+    return pg_exec(p, ctx, p->dry_tx ? "SAVEPOINT etl_dry" : "BEGIN", "begin");
+}
+
+etl_status_t pg_commit(pg_t *p, etl_ctx_t *ctx)
+{
+    return pg_exec(p, ctx, p->dry_tx ? "RELEASE SAVEPOINT etl_dry" : "COMMIT", "commit");
+}
 
 void pg_rollback(pg_t *p, etl_ctx_t *ctx)
 {
     (void)ctx;
-    PGresult *r = PQexec(p->conn, "ROLLBACK");
+    PGresult *r = PQexec(p->conn, p->dry_tx ? "ROLLBACK TO SAVEPOINT etl_dry" : "ROLLBACK");
     PQclear(r);
 }
 

@@ -99,7 +99,7 @@ typedef struct pg {
     char *where; /* host:port/db, for messages: never the password */
     int sink;
     keep_t keep;
-    sqlbuf_t dry_drop; /* tables a dry run created, dropped at close */
+    int dry_tx; /* a dry run: one transaction from the first prepare, never committed */
 } pg_t;
 
 typedef struct pg_stream pg_stream_t;

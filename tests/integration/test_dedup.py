@@ -126,6 +126,36 @@ class Dedup(Workdir):
         got = query(self.path("dst.db"), "SELECT kind, count(*) FROM log GROUP BY kind ORDER BY kind")
         self.assertEqual(got, [("a", 1), ("b", 1), ("c", 3), ("d", 1), ("e", 1)])
 
+    def test_keyless_append_row_retried_from_deferred_is_appended_once(self):
+        """A keyless append row that waited for its parent is written by the
+        retry; the scan that reads it again at the boundary finds it."""
+        execute(self.path("src.db"), "CREATE TABLE heads (id INTEGER PRIMARY KEY, updated_at TEXT)")
+        execute(self.path("src.db"), "CREATE TABLE notes (head_id INTEGER, body TEXT, at TEXT)")
+        execute(self.path("src.db"), "INSERT INTO notes VALUES (9, 'y', '2025-01-01 00:00:00')")
+        self.write("n.yaml", pipeline("  - name: heads\n  - name: notes\n    cursor: at\n"
+                                      "    write: append\n    fk: {head_id: heads}\n"))
+        run("run", self.path("n.yaml"), check=0)
+        self.assertEqual(self.counts("notes")["deferred"], 1)
+        execute(self.path("src.db"), "INSERT INTO heads VALUES (9, '2025-01-01 00:00:00')")
+        run("run", self.path("n.yaml"), check=0)
+        run("run", self.path("n.yaml"), check=0)
+        self.assertEqual(query(self.path("dst.db"), "SELECT head_id, body FROM notes"), [(9, "y")])
+
+    def test_dry_run_creates_no_file_and_no_index(self):
+        import os
+        self.write("d.yaml", pipeline("  - name: items\n  - name: events\n    write: replace\n")
+                   .replace("dst.db", "new.db"))
+        run("run", self.path("d.yaml"), "--dry-run", "--stream", "items", check=0)
+        self.assertFalse(os.path.exists(self.path("new.db")))
+        # an existing table without a key index, and a replace stream's staging table
+        execute(self.path("new.db"), "CREATE TABLE items (id INTEGER, name TEXT, price REAL, updated_at TEXT)")
+        execute(self.path("new.db"), "CREATE TABLE events__etl_new (x INTEGER)")
+        r = run("run", self.path("d.yaml"), "--dry-run", check=0)
+        self.assertIn("dry run: table items has no unique index on the key", r.err)
+        self.assertEqual(query(self.path("new.db"), "SELECT name FROM sqlite_master ORDER BY name"),
+                         [("events__etl_new",), ("items",)])
+        self.assertEqual(query(self.path("new.db"), "SELECT count(*) FROM items"), [(0,)])
+
     def test_write_replace_swaps_the_table_atomically(self):
         self.write("d.yaml", pipeline("  - name: items\n    write: replace\n    batch: 10\n"))
         run("run", self.path("d.yaml"), check=0)

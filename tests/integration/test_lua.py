@@ -158,6 +158,32 @@ streams:
             self.assertEqual(query(self.state, "SELECT count(*) FROM ledger l JOIN etl_streams s ON s.id = l.sid"
                                    " WHERE s.stream = 'notes'"), [(5,)])
 
+    def test_keyless_replace_stream_keeps_the_rows_emitted_into_it(self):
+        self.write("lua/hooks.lua", "return {}")
+        c = sqlite3.connect(self.path("src.db"))
+        c.execute("CREATE TABLE memo (body TEXT, updated_at TEXT)")  # no key
+        c.executemany("INSERT INTO memo VALUES (?, '2025-01-01')", [("a",), ("b",)])
+        c.commit()
+        c.close()
+        text = f"""version: 1
+name: lua
+source: {{plugin: pgsqlite, url: "sqlite:src.db"}}
+sink: {{plugin: pgsqlite, url: "sqlite:dst.db"}}
+streams:
+  - name: memo
+    write: replace
+  - name: orders
+    mode: full
+    transform: |
+      if rec.id <= 2 then ctx:emit('memo', {{body = 'order ' .. rec.id, updated_at = rec.updated_at}}) end
+      return rec
+"""
+        self.write("lua.yaml", text)
+        for _ in range(3):
+            r = run("run", self.path("lua.yaml"), check=0)
+            self.assertEqual(sorted(query(self.path("dst.db"), "SELECT body FROM memo")),
+                             [("a",), ("b",), ("order 1",), ("order 2",)], r)
+
     def test_emitting_stream_keeps_its_checkpoint_until_the_emitted_rows_are_written(self):
         """orders emits order_lines; when order_lines cannot be written, the
         orders checkpoint stays, so the next run emits every line again."""
