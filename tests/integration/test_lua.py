@@ -127,31 +127,35 @@ class LuaHooks(Workdir):
         self.assertEqual(len(rows(self.path("dst.db"), "orders", "id")), 6)
         self.assertEqual(last_run_counts(self.state, "lua")[("orders", "forward")]["deleted"], 0)
 
-    def test_rows_emitted_into_a_replace_stream_that_already_ran_join_its_table(self):
-        """notes (write: replace) runs before orders, whose transform emits
-        notes: the second pass adds them to the swapped-in table."""
+    def replace_fed_by_emits(self, table, create, rows, emitted):
+        """`table` (write: replace) runs before orders (mode: full), whose
+        transform emits `emitted` (Lua table text) into it for orders 1 and 2."""
         self.write("lua/hooks.lua", "return {}")
         c = sqlite3.connect(self.path("src.db"))
-        c.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, updated_at TEXT)")
-        c.executemany("INSERT INTO notes VALUES (?, ?, '2025-01-01')", [(1, "a"), (2, "b"), (3, "c")])
+        c.execute(create)
+        c.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(rows[0]))})", rows)
         c.commit()
         c.close()
-        text = f"""version: 1
+        self.write("lua.yaml", f"""version: 1
 name: lua
 source: {{plugin: pgsqlite, url: "sqlite:src.db"}}
 sink: {{plugin: pgsqlite, url: "sqlite:dst.db"}}
 streams:
-  - name: notes
+  - name: {table}
     write: replace
   - name: orders
     mode: full
     transform: |
-      if rec.id <= 2 then
-        ctx:emit('notes', {{id = 100 + rec.id, body = 'from order ' .. rec.id, updated_at = rec.updated_at}})
-      end
+      if rec.id <= 2 then ctx:emit('{table}', {emitted}) end
       return rec
-"""
-        self.write("lua.yaml", text)
+""")
+
+    def test_rows_emitted_into_a_replace_stream_that_already_ran_join_its_table(self):
+        """The second pass adds them to the swapped-in table."""
+        self.replace_fed_by_emits(
+            "notes", "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT, updated_at TEXT)",
+            [(1, "a", "2025-01-01"), (2, "b", "2025-01-01"), (3, "c", "2025-01-01")],
+            "{id = 100 + rec.id, body = 'from order ' .. rec.id, updated_at = rec.updated_at}")
         for _ in range(2):  # the next run replaces again, and orders (full) emits again
             r = run("run", self.path("lua.yaml"), check=0)
             self.assertEqual([g[0] for g in rows(self.path("dst.db"), "notes", "id")], [1, 2, 3, 101, 102], r)
@@ -159,26 +163,10 @@ streams:
                                    " WHERE s.stream = 'notes'"), [(5,)])
 
     def test_keyless_replace_stream_keeps_the_rows_emitted_into_it(self):
-        self.write("lua/hooks.lua", "return {}")
-        c = sqlite3.connect(self.path("src.db"))
-        c.execute("CREATE TABLE memo (body TEXT, updated_at TEXT)")  # no key
-        c.executemany("INSERT INTO memo VALUES (?, '2025-01-01')", [("a",), ("b",)])
-        c.commit()
-        c.close()
-        text = f"""version: 1
-name: lua
-source: {{plugin: pgsqlite, url: "sqlite:src.db"}}
-sink: {{plugin: pgsqlite, url: "sqlite:dst.db"}}
-streams:
-  - name: memo
-    write: replace
-  - name: orders
-    mode: full
-    transform: |
-      if rec.id <= 2 then ctx:emit('memo', {{body = 'order ' .. rec.id, updated_at = rec.updated_at}}) end
-      return rec
-"""
-        self.write("lua.yaml", text)
+        self.replace_fed_by_emits(
+            "memo", "CREATE TABLE memo (body TEXT, updated_at TEXT)",  # no key
+            [("a", "2025-01-01"), ("b", "2025-01-01")],
+            "{body = 'order ' .. rec.id, updated_at = rec.updated_at}")
         for _ in range(3):
             r = run("run", self.path("lua.yaml"), check=0)
             self.assertEqual(sorted(query(self.path("dst.db"), "SELECT body FROM memo")),
