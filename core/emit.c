@@ -212,6 +212,9 @@ static int lua_out(void *arg, const char *stream, const etl_value_t *row)
     }
     if (!t->spool && !(t->spool = etl_spool_new()))
         return -1;
+    if (!em->s->targets && !(em->s->targets = calloc(em->run->p->nstreams, 1)))
+        return -1;
+    em->s->targets[t->index] = 1;
     atomic_store(&em->s->emitted, 1); /* before the batch of this row is queued */
     return etl_spool_add(t->spool, row, etl_schema_ncols(t->out));
 }

@@ -182,15 +182,22 @@ static const char *failed_parent(etl_run_t *r, size_t i, int d)
 
 /* Streams whose transforms emitted rows into others held their checkpoints
  * (writer.c): they move now that the direction wrote those rows, or stay
- * where they were when anything in it did not complete (an emitted row may
- * be lost: the next run reads the rows that emitted it again). */
-static void release_held(etl_run_t *r, int d, int lost)
+ * where they were when a stream they emitted into did not complete (an
+ * emitted row may be lost: the next run reads the rows that emitted it
+ * again). */
+static void release_held(etl_run_t *r, int d)
 {
     const etl_pipeline_t *p = r->p;
     for (size_t i = 0; i < p->nstreams; i++) {
         etl_srt_t *s = &r->srt[i * 2 + (size_t)d];
         if (!s->held_ck && !s->held_clear_resume)
             continue;
+        int lost = s->status != ST_OK;
+        for (size_t k = 0; s->targets && k < p->nstreams; k++) {
+            const etl_srt_t *t = &r->srt[k * 2 + (size_t)d];
+            if (s->targets[k] && (t->spool_lost || (wanted(r->o, t->cfg->name) && t->status != ST_OK)))
+                lost = 1;
+        }
         if (lost) {
             etl_logf(r->log, ETL_LOG_WARN, "run", s->cfg->name,
                      "%s: the checkpoint stays: rows this stream's transform emitted were not "
@@ -284,16 +291,13 @@ static void run_direction(etl_run_t *r, etl_direction_t dir)
                                  status_text(s->status), NULL, s->duration_ms, s->error);
     }
     /* rows emitted by hooks into a stream that had already run */
-    int lost = 0;
     for (size_t k = 0; k < p->nstreams; k++) {
         size_t i = p->order[k];
         etl_srt_t *s = &r->srt[i * 2 + (size_t)d];
-        if (wanted(r->o, s->cfg->name) && s->status != ST_OK)
-            lost = 1;
         if (!etl_spool_count(s->spool))
             continue;
         if (!wanted(r->o, s->cfg->name) || s->status != ST_OK) {
-            lost = 1;
+            s->spool_lost = 1;
             etl_logf(r->log, ETL_LOG_WARN, "run", s->cfg->name,
                      "%zu row(s) emitted into this stream are dropped: it %s", etl_spool_count(s->spool),
                      wanted(r->o, s->cfg->name) ? "did not complete" : "is not part of this run");
@@ -310,14 +314,12 @@ static void run_direction(etl_run_t *r, etl_direction_t dir)
                  (long long)(s->counts.created + s->counts.updated - before.created -
                              before.updated),
                  s->error ? ": " : "", s->error ? s->error : "");
-        if (s->status != ST_OK)
-            lost = 1;
         if (!r->o->dry_run)
             etl_state_run_stream(r->state, r->run_id, s->cfg->name, s->dir_name,
                                  status_text(s->status), NULL, s->duration_ms, s->error);
     }
     if (!r->o->dry_run)
-        release_held(r, d, lost);
+        release_held(r, d);
 }
 
 /* One run of a pipeline (or of one client of it) at a time: an exclusive

@@ -104,6 +104,8 @@ typedef struct etl_srt {
     char *held_ck, *held_type;  /* the checkpoint to move to, malloc'd */
     int held_full;
     int held_clear_resume;      /* the key-ordered scan completed: drop its resume point */
+    unsigned char *targets;     /* [nstreams]: the streams it emitted into (reader thread) */
+    int spool_lost;             /* rows emitted into this stream were not all written */
     etl_value_t since;
     char since_buf[80];
     etl_checkpoint_t ckpt;

@@ -378,6 +378,7 @@ void etl_stream_free(etl_srt_t *s)
     etl_checkpoint_clear(&s->ckpt);
     free(s->held_ck);
     free(s->held_type);
+    free(s->targets);
     memset(s, 0, sizeof *s);
 }
 

@@ -193,6 +193,16 @@ streams:
         run("run", self.path("lua.yaml"), check=0)
         self.assertEqual(last_run_counts(self.state, "lua")[("orders", "forward")]["read"], 1)
 
+    def test_a_failing_stream_that_was_not_emitted_into_does_not_hold_the_checkpoint(self):
+        self.write("lua/hooks.lua", "return {}")
+        self.write("lua.yaml", pipeline(extra="  - name: ghost\n"))  # no such table: fails
+        r = run("run", self.path("lua.yaml"), check=1)
+        self.assertIn("ghost", r.out)
+        self.assertNotIn("the checkpoint stays", r.err)
+        self.assertEqual(query(self.state, "SELECT cursor FROM checkpoints WHERE stream='orders'"),
+                         [("2025-01-01 10:00:06",)])
+        self.assertEqual(len(rows(self.path("dst.db"), "order_lines", "order_id")), 4)
+
     def test_more_errors_than_max_errors_fail_the_run(self):
         self.write("lua.yaml", pipeline(max_errors=2))
         r = run("run", self.path("lua.yaml"), check=1)
