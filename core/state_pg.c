@@ -15,6 +15,7 @@
 
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -405,6 +406,21 @@ static void a_key(args_t *a, const char *s, size_t n)
     a->v[a->n] = s;
     a->len[a->n] = (int)n;
     a->fmt[a->n++] = 1;
+}
+
+/* Appends the arguments `types` lists: 't' a const char * (NULL is NULL),
+ * 'i' an int64_t. */
+static void a_list(args_t *a, const char *types, ...)
+{
+    va_list ap;
+    va_start(ap, types);
+    for (int i = 0; types[i]; i++) {
+        if (types[i] == 't')
+            a_text(a, va_arg(ap, const char *));
+        else
+            a_i64(a, va_arg(ap, int64_t));
+    }
+    va_end(ap);
 }
 
 /* ------------------------------------------------------------ errors */
@@ -960,9 +976,7 @@ static int pg_stream_id(etl_state_t *base, const char *pipeline, const char *str
 {
     pg_t *p = (pg_t *)base;
     args_t a = {0};
-    a_text(&a, pipeline);
-    a_text(&a, stream);
-    a_text(&a, direction);
+    a_list(&a, "ttt", pipeline, stream, direction);
     /* get, else create; another process may create it in between: get again */
     static const int order[] = {P_STREAM_GET, P_STREAM_NEW, P_STREAM_GET};
     for (size_t i = 0; i < ETL_ARRAY_LEN(order); i++) {
@@ -985,13 +999,8 @@ static int pg_run_begin(etl_state_t *base, const etl_run_info_t *info, int64_t *
     char now[40];
     etl_state_now_text(now, sizeof now);
     args_t a = {0};
-    a_text(&a, info->pipeline);
-    a_text(&a, info->client);
-    a_text(&a, info->mode);
-    a_text(&a, info->direction);
-    a_text(&a, info->triggered_by ? info->triggered_by : "cli");
-    a_text(&a, now);
-    a_text(&a, info->log_file);
+    a_list(&a, "ttttttt", info->pipeline, info->client, info->mode, info->direction,
+           info->triggered_by ? info->triggered_by : "cli", now, info->log_file);
     PGresult *r = query(p, P_RUN_BEGIN, &a, "run begin");
     if (!r)
         return -1;
@@ -1003,8 +1012,7 @@ static int pg_run_begin(etl_state_t *base, const etl_run_info_t *info, int64_t *
 static int pg_run_log_file(etl_state_t *base, int64_t run_id, const char *path)
 {
     args_t a = {0};
-    a_text(&a, path);
-    a_i64(&a, run_id);
+    a_list(&a, "ti", path, run_id);
     return cmd((pg_t *)base, P_RUN_LOG, &a, "run log") < 0 ? -1 : 0;
 }
 
@@ -1014,10 +1022,7 @@ static int pg_run_finish(etl_state_t *base, int64_t run_id, const char *status,
     char now[40];
     etl_state_now_text(now, sizeof now);
     args_t a = {0};
-    a_text(&a, now);
-    a_text(&a, status);
-    a_text(&a, error);
-    a_i64(&a, run_id);
+    a_list(&a, "ttti", now, status, error, run_id);
     return cmd((pg_t *)base, P_RUN_FINISH, &a, "run finish") < 0 ? -1 : 0;
 }
 
@@ -1026,9 +1031,7 @@ static int pg_run_abandon(etl_state_t *base, int64_t run_id, const char *error)
     char now[40];
     etl_state_now_text(now, sizeof now);
     args_t a = {0};
-    a_text(&a, now);
-    a_text(&a, error);
-    a_i64(&a, run_id);
+    a_list(&a, "tti", now, error, run_id);
     int n = cmd((pg_t *)base, P_RUN_ABANDON, &a, "run abandon");
     return n < 0 ? -1 : n > 0;
 }
@@ -1038,12 +1041,7 @@ static int pg_run_stream_status(etl_state_t *base, int64_t run_id, const char *s
                                 const char *error)
 {
     args_t a = {0};
-    a_text(&a, status);
-    a_i64(&a, duration_ms);
-    a_text(&a, error);
-    a_i64(&a, run_id);
-    a_text(&a, stream);
-    a_text(&a, direction);
+    a_list(&a, "tititt", status, duration_ms, error, run_id, stream, direction);
     return cmd((pg_t *)base, P_RUN_STREAM, &a, "run stream") < 0 ? -1 : 0;
 }
 
@@ -1051,9 +1049,7 @@ static int pg_counts_add(etl_state_t *base, int64_t run_id, const char *stream,
                          const char *direction, const etl_counts_t *d)
 {
     args_t a = {0};
-    a_i64(&a, run_id);
-    a_text(&a, stream);
-    a_text(&a, direction);
+    a_list(&a, "itt", run_id, stream, direction);
     const int64_t v[] = {d->read,    d->created,  d->updated, d->unchanged,
                          d->deleted, d->deferred, d->failed};
     for (int i = 0; i < 7; i++)
@@ -1067,9 +1063,7 @@ static int pg_checkpoint_get(etl_state_t *base, const char *pipeline, const char
                              const char *direction, etl_checkpoint_t *out)
 {
     args_t a = {0};
-    a_text(&a, pipeline);
-    a_text(&a, stream);
-    a_text(&a, direction);
+    a_list(&a, "ttt", pipeline, stream, direction);
     PGresult *r = query((pg_t *)base, P_CKPT_GET, &a, "checkpoint");
     if (!r)
         return -1;
@@ -1096,14 +1090,8 @@ static int pg_checkpoint_put(etl_state_t *base, const char *pipeline, const char
     char now[40];
     etl_state_now_text(now, sizeof now);
     args_t a = {0};
-    a_text(&a, pipeline);
-    a_text(&a, stream);
-    a_text(&a, direction);
-    a_text(&a, cursor);
-    a_text(&a, cursor ? type : NULL);
-    a_text(&a, now);
-    a_i64(&a, records);
-    a_i64(&a, full);
+    a_list(&a, "ttttttii", pipeline, stream, direction, cursor, cursor ? type : NULL, now,
+           records, (int64_t)full);
     return cmd((pg_t *)base, P_CKPT_PUT, &a, "checkpoint") < 0 ? -1 : 0;
 }
 
@@ -1112,15 +1100,9 @@ static int pg_resume_put(etl_state_t *base, const char *pipeline, const char *st
                          const char *max_type, int64_t scan)
 {
     args_t a = {0};
-    a_text(&a, pipeline);
-    a_text(&a, stream);
-    a_text(&a, direction);
-    if (key) {
-        a_text(&a, key);
-        a_text(&a, max);
-        a_text(&a, max ? max_type : NULL);
-        a_i64(&a, scan);
-    }
+    /* clearing takes the first three only */
+    a_list(&a, key ? "tttttti" : "ttt", pipeline, stream, direction, key, max,
+           max ? max_type : NULL, scan);
     return cmd((pg_t *)base, key ? P_RESUME_SET : P_RESUME_CLEAR, &a, "resume point") < 0 ? -1
                                                                                           : 0;
 }
@@ -1193,24 +1175,64 @@ static void count_miss(pg_t *p, int64_t sid)
         cache_load(p, sid);
 }
 
+/* A ledger lookup on the server (which: P_LEDGER_GET or P_ECHO_GET): 1
+ * found, its one column into *hash or *echo (malloc'd); 0 absent; -1. */
+static int server_get(pg_t *p, int which, int64_t sid, const char *key, size_t klen,
+                      const char *what, uint64_t *hash, char **echo)
+{
+    args_t a = {0};
+    a_i64(&a, sid);
+    a_key(&a, key, klen);
+    PGresult *r = query(p, which, &a, what);
+    if (!r)
+        return -1;
+    int found = PQntuples(r) == 1;
+    if (found && hash)
+        *hash = (uint64_t)val_i64(r, 0, 0);
+    if (found && echo)
+        *echo = val_dup(r, 0, 0);
+    PQclear(r);
+    count_miss(p, sid);
+    return found;
+}
+
 static int pg_ledger_get(etl_state_t *base, int64_t sid, const char *key, size_t klen,
                          uint64_t *hash)
 {
     pg_t *p = (pg_t *)base;
     if (etl_pg_cache_held(p->cache, sid))
         return etl_pg_cache_get(p->cache, sid, key, klen, hash, NULL);
+    return server_get(p, P_LEDGER_GET, sid, key, klen, "ledger", hash, NULL);
+}
+
+/* A ledger or deferred row operation: queued inside a transaction, else run
+ * at once. A failed write to the ledger (put, echo, delete) may or may not
+ * have landed, so the cached ledgers are dropped. */
+static int row_op(pg_t *p, int kind, int64_t sid, const char *key, size_t klen, int64_t x,
+                  int64_t y, const char *text)
+{
+    static const int one[ETL_PG_ROW_KINDS] = {
+        [ETL_PG_ROW_PUT] = P_LEDGER_PUT, [ETL_PG_ROW_ECHO] = P_ECHO_PUT,
+        [ETL_PG_ROW_SEEN] = P_LEDGER_SEEN, [ETL_PG_ROW_DEL] = P_LEDGER_DEL,
+        [ETL_PG_ROW_DDEL] = P_DEFERRED_DEL,
+    };
+    if (p->in_tx)
+        return queue(p, kind, sid, key, klen, x, y, text);
     args_t a = {0};
     a_i64(&a, sid);
     a_key(&a, key, klen);
-    PGresult *r = query(p, P_LEDGER_GET, &a, "ledger");
-    if (!r)
-        return -1;
-    int found = PQntuples(r) == 1;
-    if (found)
-        *hash = (uint64_t)val_i64(r, 0, 0);
-    PQclear(r);
-    count_miss(p, sid);
-    return found;
+    if (kind == ETL_PG_ROW_PUT || kind == ETL_PG_ROW_SEEN)
+        a_i64(&a, x);
+    if (kind == ETL_PG_ROW_PUT)
+        a_i64(&a, y);
+    if (kind == ETL_PG_ROW_ECHO)
+        a_text(&a, text);
+    const char *what = kind == ETL_PG_ROW_ECHO ? "ledger echo"
+                       : kind == ETL_PG_ROW_DDEL ? "deferred"
+                                                 : "ledger";
+    if (kind == ETL_PG_ROW_SEEN || kind == ETL_PG_ROW_DDEL)
+        return cmd(p, one[kind], &a, what) < 0 ? -1 : 0;
+    return cmd_cached(p, one[kind], &a, what);
 }
 
 /* Also ledger_add: on PostgreSQL a plain INSERT buys nothing, and a failed
@@ -1220,39 +1242,20 @@ static int pg_ledger_put(etl_state_t *base, int64_t sid, const char *key, size_t
 {
     pg_t *p = (pg_t *)base;
     etl_pg_cache_put(p->cache, sid, key, klen, hash, NULL);
-    if (p->in_tx)
-        return queue(p, ETL_PG_ROW_PUT, sid, key, klen, (int64_t)hash, seen, NULL);
-    args_t a = {0};
-    a_i64(&a, sid);
-    a_key(&a, key, klen);
-    a_i64(&a, (int64_t)hash);
-    a_i64(&a, seen);
-    return cmd_cached(p, P_LEDGER_PUT, &a, "ledger");
+    return row_op(p, ETL_PG_ROW_PUT, sid, key, klen, (int64_t)hash, seen, NULL);
 }
 
 static int pg_ledger_seen(etl_state_t *base, int64_t sid, const char *key, size_t klen,
                           int64_t seen)
 {
-    pg_t *p = (pg_t *)base;
-    if (p->in_tx)
-        return queue(p, ETL_PG_ROW_SEEN, sid, key, klen, seen, 0, NULL);
-    args_t a = {0};
-    a_i64(&a, sid);
-    a_key(&a, key, klen);
-    a_i64(&a, seen);
-    return cmd((pg_t *)base, P_LEDGER_SEEN, &a, "ledger") < 0 ? -1 : 0;
+    return row_op((pg_t *)base, ETL_PG_ROW_SEEN, sid, key, klen, seen, 0, NULL);
 }
 
 static int pg_ledger_del(etl_state_t *base, int64_t sid, const char *key, size_t klen)
 {
     pg_t *p = (pg_t *)base;
     etl_pg_cache_del(p->cache, sid, key, klen);
-    if (p->in_tx)
-        return queue(p, ETL_PG_ROW_DEL, sid, key, klen, 0, 0, NULL);
-    args_t a = {0};
-    a_i64(&a, sid);
-    a_key(&a, key, klen);
-    return cmd_cached(p, P_LEDGER_DEL, &a, "ledger");
+    return row_op(p, ETL_PG_ROW_DEL, sid, key, klen, 0, 0, NULL);
 }
 
 static int64_t count_of(pg_t *p, int which, int64_t sid, const char *what)
@@ -1276,14 +1279,9 @@ static int pg_echo_put(etl_state_t *base, int64_t sid, const char *key, size_t k
                        const char *cursor)
 {
     pg_t *p = (pg_t *)base;
-    etl_pg_cache_put(p->cache, sid, key, klen, 0, cursor ? cursor : "");
-    if (p->in_tx)
-        return queue(p, ETL_PG_ROW_ECHO, sid, key, klen, 0, 0, cursor ? cursor : "");
-    args_t a = {0};
-    a_i64(&a, sid);
-    a_key(&a, key, klen);
-    a_text(&a, cursor ? cursor : "");
-    return cmd_cached(p, P_ECHO_PUT, &a, "ledger echo");
+    const char *mark = cursor ? cursor : "";
+    etl_pg_cache_put(p->cache, sid, key, klen, 0, mark);
+    return row_op(p, ETL_PG_ROW_ECHO, sid, key, klen, 0, 0, mark);
 }
 
 static int pg_echo_get(etl_state_t *base, int64_t sid, const char *key, size_t klen,
@@ -1301,18 +1299,7 @@ static int pg_echo_get(etl_state_t *base, int64_t sid, const char *key, size_t k
         }
         return 1;
     }
-    args_t a = {0};
-    a_i64(&a, sid);
-    a_key(&a, key, klen);
-    PGresult *r = query(p, P_ECHO_GET, &a, "ledger echo");
-    if (!r)
-        return -1;
-    int found = PQntuples(r) == 1;
-    if (found)
-        *cursor = val_dup(r, 0, 0);
-    PQclear(r);
-    count_miss(p, sid);
-    return found;
+    return server_get(p, P_ECHO_GET, sid, key, klen, "ledger echo", NULL, cursor);
 }
 
 /* The rows are all in memory before the first callback, so a callback may
@@ -1359,13 +1346,7 @@ static int pg_deferred_put(etl_state_t *base, int64_t sid, const char *key, size
 
 static int pg_deferred_del(etl_state_t *base, int64_t sid, const char *key, size_t klen)
 {
-    pg_t *p = (pg_t *)base;
-    if (p->in_tx)
-        return queue(p, ETL_PG_ROW_DDEL, sid, key, klen, 0, 0, NULL);
-    args_t a = {0};
-    a_i64(&a, sid);
-    a_key(&a, key, klen);
-    return cmd((pg_t *)base, P_DEFERRED_DEL, &a, "deferred") < 0 ? -1 : 0;
+    return row_op((pg_t *)base, ETL_PG_ROW_DDEL, sid, key, klen, 0, 0, NULL);
 }
 
 static int64_t pg_deferred_count(etl_state_t *base, int64_t sid)
@@ -1403,14 +1384,7 @@ static int pg_dead_letter(etl_state_t *base, int64_t run_id, const char *pipelin
     char now[40];
     etl_state_now_text(now, sizeof now);
     args_t a = {0};
-    a_i64(&a, run_id);
-    a_text(&a, pipeline);
-    a_text(&a, stream);
-    a_text(&a, direction);
-    a_text(&a, key);
-    a_text(&a, error);
-    a_text(&a, record_json);
-    a_text(&a, now);
+    a_list(&a, "ittttttt", run_id, pipeline, stream, direction, key, error, record_json, now);
     return cmd((pg_t *)base, P_DEAD, &a, "dead letter") < 0 ? -1 : 0;
 }
 

@@ -35,17 +35,22 @@ static const int ncols[ETL_PG_ROW_KINDS] = {
 /* Ledger kinds share a table; deferred deletes have their own. */
 static int table_of(int kind) { return kind == ETL_PG_ROW_DDEL; }
 
+/* Applies fn (init or free) to every buffer of q. */
+static void each_buf(etl_pg_rows_t *q, void (*fn)(etl_buf_t *))
+{
+    for (int k = 0; k < ETL_PG_ROW_KINDS; k++)
+        for (int c = 0; c < MAXCOLS; c++)
+            fn(&q->col[k][c]);
+    for (int c = 0; c < MAXCOLS; c++)
+        fn(&q->out[c]);
+    fn(&q->keys);
+}
+
 etl_pg_rows_t *etl_pg_rows_new(void)
 {
     etl_pg_rows_t *q = calloc(1, sizeof *q);
-    if (!q)
-        return NULL;
-    for (int k = 0; k < ETL_PG_ROW_KINDS; k++)
-        for (int c = 0; c < MAXCOLS; c++)
-            etl_buf_init(&q->col[k][c]);
-    for (int c = 0; c < MAXCOLS; c++)
-        etl_buf_init(&q->out[c]);
-    etl_buf_init(&q->keys);
+    if (q)
+        each_buf(q, etl_buf_init);
     return q;
 }
 
@@ -53,12 +58,7 @@ void etl_pg_rows_free(etl_pg_rows_t *q)
 {
     if (!q)
         return;
-    for (int k = 0; k < ETL_PG_ROW_KINDS; k++)
-        for (int c = 0; c < MAXCOLS; c++)
-            etl_buf_free(&q->col[k][c]);
-    for (int c = 0; c < MAXCOLS; c++)
-        etl_buf_free(&q->out[c]);
-    etl_buf_free(&q->keys);
+    each_buf(q, etl_buf_free);
     free(q->slots);
     free(q);
 }

@@ -140,12 +140,16 @@ typedef struct lite {
 static const etl_state_ops_t lite_ops;
 static void lite_close(etl_state_t *base);
 
-static int fail(lite_t *st, const char *what)
+static int fail_on(lite_t *st, sqlite3 *db, const char *what)
 {
     etl_errf(st->base.err, sizeof st->base.err, "state store %s: %s: %s", st->path, what,
-             sqlite3_errmsg(st->db));
+             sqlite3_errmsg(db));
     return -1;
 }
+
+static int fail(lite_t *st, const char *what) { return fail_on(st, st->db, what); }
+/* For statements on the store's own connection (st->db may be a sink's). */
+static int own_fail(lite_t *st, const char *what) { return fail_on(st, st->own, what); }
 
 static int exec(lite_t *st, const char *sql)
 {
@@ -328,6 +332,71 @@ static int run_stmt(lite_t *st, sqlite3_stmt *s, const char *what)
     return 0;
 }
 
+/* Binds the arguments `types` lists from ?1 on: 't' a const char * (NULL
+ * binds NULL), 'i' an int64_t. */
+static void bind_v(sqlite3_stmt *s, const char *types, va_list ap)
+{
+    for (int i = 0; types[i]; i++) {
+        if (types[i] == 't')
+            sqlite3_bind_text(s, i + 1, va_arg(ap, const char *), -1, SQLITE_TRANSIENT);
+        else
+            sqlite3_bind_int64(s, i + 1, va_arg(ap, int64_t));
+    }
+}
+
+static void bind(sqlite3_stmt *s, const char *types, ...)
+{
+    va_list ap;
+    va_start(ap, types);
+    bind_v(s, types, ap);
+    va_end(ap);
+}
+
+/* A one-shot statement on db with its arguments bound (bind_v); NULL when it
+ * does not prepare, the message in st->err. */
+static sqlite3_stmt *prep_on(lite_t *st, sqlite3 *db, const char *what, const char *sql,
+                             const char *types, va_list ap)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK) {
+        fail_on(st, db, what);
+        return NULL;
+    }
+    bind_v(s, types, ap);
+    return s;
+}
+
+static sqlite3_stmt *prep(lite_t *st, const char *what, const char *sql, const char *types, ...)
+{
+    va_list ap;
+    va_start(ap, types);
+    sqlite3_stmt *s = prep_on(st, st->db, what, sql, types, ap);
+    va_end(ap);
+    return s;
+}
+
+/* Steps a one-shot statement (NULL: it did not prepare) to its end and
+ * finalizes it: the rows it changed, or -1. */
+static int once(lite_t *st, sqlite3_stmt *s, const char *what)
+{
+    if (!s)
+        return -1;
+    sqlite3 *db = sqlite3_db_handle(s);
+    int rc = sqlite3_step(s) == SQLITE_DONE ? sqlite3_changes(db) : fail_on(st, db, what);
+    sqlite3_finalize(s);
+    return rc;
+}
+
+/* Steps a cached lookup without resetting it: 1 a row to read, 0 none, -1
+ * error. */
+static int lookup(lite_t *st, sqlite3_stmt *s, const char *what)
+{
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        return 1;
+    return rc == SQLITE_DONE ? 0 : fail(st, what);
+}
+
 static int lite_begin(etl_state_t *base)
 {
     lite_t *st = (lite_t *)base;
@@ -372,11 +441,8 @@ static int lite_stream_id(etl_state_t *base, const char *pipeline, const char *s
                                       " AND direction=?3"
                                     : "INSERT INTO etl_streams(pipeline,stream,direction)"
                                       " VALUES(?1,?2,?3) RETURNING id";
-        if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
-            return fail(st, "stream id");
-        sqlite3_bind_text(s, 1, pipeline, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 2, stream, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 3, direction, -1, SQLITE_STATIC);
+        if (!(s = prep(st, "stream id", sql, "ttt", pipeline, stream, direction)))
+            return -1;
         int step = sqlite3_step(s);
         if (step == SQLITE_ROW) {
             *sid = sqlite3_column_int64(s, 0);
@@ -396,23 +462,16 @@ static int lite_stream_id(etl_state_t *base, const char *pipeline, const char *s
 static int lite_run_begin(etl_state_t *base, const etl_run_info_t *info, int64_t *run_id)
 {
     lite_t *st = (lite_t *)base;
-    sqlite3_stmt *s;
     char now[40];
     etl_state_now_text(now, sizeof now);
-    if (sqlite3_prepare_v2(st->db,
-                           "INSERT INTO runs(pipeline,client,mode,direction,triggered_by,"
-                           "started_at,status,log_file) VALUES(?,?,?,?,?,?,'running',?)",
-                           -1, &s, NULL) != SQLITE_OK)
-        return fail(st, "run begin");
-    sqlite3_bind_text(s, 1, info->pipeline, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, info->client, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 3, info->mode, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 4, info->direction, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 5, info->triggered_by ? info->triggered_by : "cli", -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 6, now, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 7, info->log_file, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(st, "run begin");
-    sqlite3_finalize(s);
+    sqlite3_stmt *s = prep(st, "run begin", "INSERT INTO runs(pipeline,client,mode,direction,"
+                           "triggered_by,started_at,status,log_file)"
+                           " VALUES(?,?,?,?,?,?,'running',?)",
+                           "ttttttt", info->pipeline, info->client, info->mode, info->direction,
+                           info->triggered_by ? info->triggered_by : "cli", now, info->log_file);
+    if (!s)
+        return -1;
+    int rc = once(st, s, "run begin") < 0 ? -1 : 0;
     *run_id = sqlite3_last_insert_rowid(st->db);
     return rc;
 }
@@ -420,49 +479,30 @@ static int lite_run_begin(etl_state_t *base, const etl_run_info_t *info, int64_t
 static int lite_run_log_file(etl_state_t *base, int64_t run_id, const char *path)
 {
     lite_t *st = (lite_t *)base;
-    sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(st->db, "UPDATE runs SET log_file=? WHERE id=?", -1, &s, NULL))
-        return fail(st, "run log");
-    sqlite3_bind_text(s, 1, path, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, run_id);
-    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(st, "run log");
-    sqlite3_finalize(s);
-    return rc;
+    sqlite3_stmt *s = prep(st, "run log", "UPDATE runs SET log_file=? WHERE id=?", "ti", path,
+                           run_id);
+    return once(st, s, "run log") < 0 ? -1 : 0;
 }
 
 static int lite_run_finish(etl_state_t *base, int64_t run_id, const char *status, const char *error)
 {
     lite_t *st = (lite_t *)base;
-    sqlite3_stmt *s;
     char now[40];
     etl_state_now_text(now, sizeof now);
-    if (sqlite3_prepare_v2(st->db, "UPDATE runs SET finished_at=?, status=?, error=? WHERE id=?",
-                           -1, &s, NULL) != SQLITE_OK)
-        return fail(st, "run finish");
-    sqlite3_bind_text(s, 1, now, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, status, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 3, error, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 4, run_id);
-    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(st, "run finish");
-    sqlite3_finalize(s);
-    return rc;
+    sqlite3_stmt *s = prep(st, "run finish", "UPDATE runs SET finished_at=?, status=?, error=?"
+                           " WHERE id=?", "ttti", now, status, error, run_id);
+    return once(st, s, "run finish") < 0 ? -1 : 0;
 }
 
 static int lite_run_abandon(etl_state_t *base, int64_t run_id, const char *error)
 {
     lite_t *st = (lite_t *)base;
-    sqlite3_stmt *s;
     char now[40];
     etl_state_now_text(now, sizeof now);
-    if (sqlite3_prepare_v2(st->db, "UPDATE runs SET finished_at=?, status='failed', error=?"
-                           " WHERE id=? AND status='running'", -1, &s, NULL) != SQLITE_OK)
-        return fail(st, "run abandon");
-    sqlite3_bind_text(s, 1, now, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, error, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 3, run_id);
-    int rc = sqlite3_step(s) == SQLITE_DONE ? sqlite3_changes(st->db) > 0 : fail(st, "run abandon");
-    sqlite3_finalize(s);
-    return rc;
+    sqlite3_stmt *s = prep(st, "run abandon", "UPDATE runs SET finished_at=?, status='failed',"
+                           " error=? WHERE id=? AND status='running'", "tti", now, error, run_id);
+    int n = once(st, s, "run abandon");
+    return n < 0 ? -1 : n > 0;
 }
 
 static int lite_run_stream_status(etl_state_t *base, int64_t run_id, const char *stream,
@@ -470,21 +510,10 @@ static int lite_run_stream_status(etl_state_t *base, int64_t run_id, const char 
                                   int64_t duration_ms, const char *error)
 {
     lite_t *st = (lite_t *)base;
-    sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(st->db,
-                           "UPDATE run_streams SET status=?, duration_ms=?, error=?"
-                           " WHERE run_id=? AND stream=? AND direction=?",
-                           -1, &s, NULL) != SQLITE_OK)
-        return fail(st, "run stream");
-    sqlite3_bind_text(s, 1, status, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, duration_ms);
-    sqlite3_bind_text(s, 3, error, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 4, run_id);
-    sqlite3_bind_text(s, 5, stream, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 6, direction, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(st, "run stream");
-    sqlite3_finalize(s);
-    return rc;
+    sqlite3_stmt *s = prep(st, "run stream", "UPDATE run_streams SET status=?, duration_ms=?,"
+                           " error=? WHERE run_id=? AND stream=? AND direction=?",
+                           "tititt", status, duration_ms, error, run_id, stream, direction);
+    return once(st, s, "run stream") < 0 ? -1 : 0;
 }
 
 static int lite_counts_add(etl_state_t *base, int64_t run_id, const char *stream,
@@ -494,9 +523,7 @@ static int lite_counts_add(etl_state_t *base, int64_t run_id, const char *stream
     sqlite3_stmt *s = stmt(st, S_COUNTS_ADD);
     if (!s)
         return -1;
-    sqlite3_bind_int64(s, 1, run_id);
-    sqlite3_bind_text(s, 2, stream, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 3, direction, -1, SQLITE_STATIC);
+    bind(s, "itt", run_id, stream, direction);
     const int64_t v[] = {d->read, d->created, d->updated, d->unchanged,
                          d->deleted, d->deferred, d->failed};
     for (int i = 0; i < 7; i++)
@@ -516,17 +543,13 @@ static int lite_checkpoint_get(etl_state_t *base, const char *pipeline, const ch
                                const char *direction, etl_checkpoint_t *out)
 {
     lite_t *st = (lite_t *)base;
-    sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(st->db,
-                           "SELECT cursor, cursor_type, last_sync_time, last_record_time,"
-                           " records_synced, is_full_sync, resume_key, resume_max,"
-                           " resume_max_type, resume_scan FROM checkpoints"
+    sqlite3_stmt *s = prep(st, "checkpoint", "SELECT cursor, cursor_type, last_sync_time,"
+                           " last_record_time, records_synced, is_full_sync, resume_key,"
+                           " resume_max, resume_max_type, resume_scan FROM checkpoints"
                            " WHERE pipeline=? AND stream=? AND direction=?",
-                           -1, &s, NULL) != SQLITE_OK)
-        return fail(st, "checkpoint");
-    sqlite3_bind_text(s, 1, pipeline, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, stream, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 3, direction, -1, SQLITE_STATIC);
+                           "ttt", pipeline, stream, direction);
+    if (!s)
+        return -1;
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
         out->cursor = col_dup(s, 0);
@@ -554,14 +577,8 @@ static int lite_checkpoint_put(etl_state_t *base, const char *pipeline, const ch
         return -1;
     char now[40];
     etl_state_now_text(now, sizeof now);
-    sqlite3_bind_text(s, 1, pipeline, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, stream, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 3, direction, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 4, cursor, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 5, cursor ? type : NULL, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 6, now, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(s, 7, records);
-    sqlite3_bind_int(s, 8, full);
+    bind(s, "ttttttii", pipeline, stream, direction, cursor, cursor ? type : NULL, now, records,
+         (int64_t)full);
     return run_stmt(st, s, "checkpoint");
 }
 
@@ -570,7 +587,6 @@ static int lite_resume_put(etl_state_t *base, const char *pipeline, const char *
                            const char *max_type, int64_t scan)
 {
     lite_t *st = (lite_t *)base;
-    sqlite3_stmt *s;
     const char *sql = key ? "INSERT INTO checkpoints(pipeline,stream,direction,resume_key,"
                             "resume_max,resume_max_type,resume_scan) VALUES(?1,?2,?3,?4,?5,?6,?7)"
                             " ON CONFLICT(pipeline,stream,direction) DO UPDATE SET"
@@ -580,20 +596,10 @@ static int lite_resume_put(etl_state_t *base, const char *pipeline, const char *
                           : "UPDATE checkpoints SET resume_key=NULL, resume_max=NULL,"
                             " resume_max_type=NULL, resume_scan=NULL"
                             " WHERE pipeline=?1 AND stream=?2 AND direction=?3";
-    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
-        return fail(st, "resume point");
-    sqlite3_bind_text(s, 1, pipeline, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, stream, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 3, direction, -1, SQLITE_STATIC);
-    if (key) {
-        sqlite3_bind_text(s, 4, key, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 5, max, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 6, max ? max_type : NULL, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 7, scan);
-    }
-    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(st, "resume point");
-    sqlite3_finalize(s);
-    return rc;
+    /* the clearing UPDATE takes the first three only */
+    sqlite3_stmt *s = prep(st, "resume point", sql, key ? "tttttti" : "ttt", pipeline, stream,
+                           direction, key, max, max ? max_type : NULL, scan);
+    return once(st, s, "resume point") < 0 ? -1 : 0;
 }
 
 /* ------------------------------------------------------------ ledger */
@@ -622,24 +628,27 @@ static void bind_key(sqlite3_stmt *s, int idx, const char *key, size_t klen)
     sqlite3_bind_text(s, idx, key, (int)klen, SQLITE_STATIC);
 }
 
+/* A cached statement with the stream id and ledger key bound as ?1, ?2. */
+static sqlite3_stmt *keyed(lite_t *st, int which, int64_t sid, const char *key, size_t klen)
+{
+    sqlite3_stmt *s = stmt(st, which);
+    if (s) {
+        sqlite3_bind_int64(s, 1, sid);
+        bind_key(s, 2, key, klen);
+    }
+    return s;
+}
+
 static int lite_ledger_get(etl_state_t *base, int64_t sid, const char *key, size_t klen,
                            uint64_t *hash)
 {
     lite_t *st = (lite_t *)base;
-    sqlite3_stmt *s = stmt(st, S_LEDGER_GET);
+    sqlite3_stmt *s = keyed(st, S_LEDGER_GET, sid, key, klen);
     if (!s)
         return -1;
-    sqlite3_bind_int64(s, 1, sid);
-    bind_key(s, 2, key, klen);
-    int rc = sqlite3_step(s);
-    int found = 0;
-    if (rc == SQLITE_ROW) {
+    int found = lookup(st, s, "ledger");
+    if (found == 1)
         *hash = (uint64_t)sqlite3_column_int64(s, 0);
-        found = 1;
-    } else if (rc != SQLITE_DONE) {
-        fail(st, "ledger");
-        found = -1;
-    }
     sqlite3_reset(s);
     return found;
 }
@@ -648,11 +657,9 @@ static int lite_ledger_put(etl_state_t *base, int64_t sid, const char *key, size
                            uint64_t hash, int64_t seen)
 {
     lite_t *st = (lite_t *)base;
-    sqlite3_stmt *s = stmt(st, S_LEDGER_PUT);
+    sqlite3_stmt *s = keyed(st, S_LEDGER_PUT, sid, key, klen);
     if (!s)
         return -1;
-    sqlite3_bind_int64(s, 1, sid);
-    bind_key(s, 2, key, klen);
     sqlite3_bind_int64(s, 3, (int64_t)hash);
     sqlite3_bind_int64(s, 4, seen);
     return run_stmt(st, s, "ledger");
@@ -662,11 +669,9 @@ static int lite_ledger_add(etl_state_t *base, int64_t sid, const char *key, size
                            uint64_t hash, int64_t seen)
 {
     lite_t *st = (lite_t *)base;
-    sqlite3_stmt *s = stmt(st, S_LEDGER_ADD);
+    sqlite3_stmt *s = keyed(st, S_LEDGER_ADD, sid, key, klen);
     if (!s)
         return -1;
-    sqlite3_bind_int64(s, 1, sid);
-    bind_key(s, 2, key, klen);
     sqlite3_bind_int64(s, 3, (int64_t)hash);
     sqlite3_bind_int64(s, 4, seen);
     int rc = sqlite3_step(s);
@@ -682,11 +687,9 @@ static int lite_ledger_seen(etl_state_t *base, int64_t sid, const char *key, siz
                             int64_t seen)
 {
     lite_t *st = (lite_t *)base;
-    sqlite3_stmt *s = stmt(st, S_LEDGER_SEEN);
+    sqlite3_stmt *s = keyed(st, S_LEDGER_SEEN, sid, key, klen);
     if (!s)
         return -1;
-    sqlite3_bind_int64(s, 1, sid);
-    bind_key(s, 2, key, klen);
     sqlite3_bind_int64(s, 3, seen);
     return run_stmt(st, s, "ledger");
 }
@@ -694,20 +697,15 @@ static int lite_ledger_seen(etl_state_t *base, int64_t sid, const char *key, siz
 static int lite_ledger_del(etl_state_t *base, int64_t sid, const char *key, size_t klen)
 {
     lite_t *st = (lite_t *)base;
-    sqlite3_stmt *s = stmt(st, S_LEDGER_DEL);
-    if (!s)
-        return -1;
-    sqlite3_bind_int64(s, 1, sid);
-    bind_key(s, 2, key, klen);
-    return run_stmt(st, s, "ledger");
+    sqlite3_stmt *s = keyed(st, S_LEDGER_DEL, sid, key, klen);
+    return s ? run_stmt(st, s, "ledger") : -1;
 }
 
 static int64_t count_where_sid(lite_t *st, const char *sql, int64_t sid)
 {
-    sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK)
-        return fail(st, "count");
-    sqlite3_bind_int64(s, 1, sid);
+    sqlite3_stmt *s = prep(st, "count", sql, "i", sid);
+    if (!s)
+        return -1;
     int64_t n = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
     sqlite3_finalize(s);
     return n;
@@ -730,7 +728,7 @@ static int lite_ledger_unseen(etl_state_t *base, int64_t sid, int64_t seen, cons
                            "SELECT key FROM ledger WHERE sid=?1 AND seen<>?2 AND hash<>1"
                            " AND (?3 IS NULL OR key>?3) ORDER BY key LIMIT ?4",
                            -1, &s, NULL) != SQLITE_OK)
-        return fail(st, "ledger scan");
+        return own_fail(st, "ledger scan");
     sqlite3_bind_int64(s, 1, sid);
     sqlite3_bind_int64(s, 2, seen);
     if (after)
@@ -744,18 +742,16 @@ static int lite_ledger_unseen(etl_state_t *base, int64_t sid, int64_t seen, cons
     }
     int ok = rc == SQLITE_ROW || rc == SQLITE_DONE;
     sqlite3_finalize(s);
-    return ok ? n : fail(st, "ledger scan");
+    return ok ? n : own_fail(st, "ledger scan");
 }
 
 static int lite_echo_put(etl_state_t *base, int64_t sid, const char *key, size_t klen,
                          const char *cursor)
 {
     lite_t *st = (lite_t *)base;
-    sqlite3_stmt *s = stmt(st, S_ECHO_PUT);
+    sqlite3_stmt *s = keyed(st, S_ECHO_PUT, sid, key, klen);
     if (!s)
         return -1;
-    sqlite3_bind_int64(s, 1, sid);
-    bind_key(s, 2, key, klen);
     sqlite3_bind_text(s, 3, cursor ? cursor : "", -1, SQLITE_STATIC);
     return run_stmt(st, s, "ledger echo");
 }
@@ -765,19 +761,12 @@ static int lite_echo_get(etl_state_t *base, int64_t sid, const char *key, size_t
 {
     lite_t *st = (lite_t *)base;
     *cursor = NULL;
-    sqlite3_stmt *s = stmt(st, S_ECHO_GET);
+    sqlite3_stmt *s = keyed(st, S_ECHO_GET, sid, key, klen);
     if (!s)
         return -1;
-    sqlite3_bind_int64(s, 1, sid);
-    bind_key(s, 2, key, klen);
-    int rc = sqlite3_step(s), found = 0;
-    if (rc == SQLITE_ROW) {
+    int found = lookup(st, s, "ledger echo");
+    if (found == 1)
         *cursor = col_dup(s, 0);
-        found = 1;
-    } else if (rc != SQLITE_DONE) {
-        fail(st, "ledger echo");
-        found = -1;
-    }
     sqlite3_reset(s);
     return found;
 }
@@ -828,7 +817,7 @@ static int lite_deferred_page(etl_state_t *base, int64_t sid, const char *after,
                            "SELECT key, reason, record FROM deferred WHERE sid=?1"
                            " AND (?2 IS NULL OR key>?2) ORDER BY key LIMIT ?3",
                            -1, &s, NULL) != SQLITE_OK)
-        return fail(st, "deferred");
+        return own_fail(st, "deferred");
     sqlite3_bind_int64(s, 1, sid);
     sqlite3_bind_text(s, 2, after, -1, SQLITE_STATIC);
     sqlite3_bind_int(s, 3, limit);
@@ -841,7 +830,7 @@ static int lite_deferred_page(etl_state_t *base, int64_t sid, const char *after,
     }
     int ok = rc == SQLITE_ROW || rc == SQLITE_DONE;
     sqlite3_finalize(s);
-    return ok ? n : fail(st, "deferred");
+    return ok ? n : own_fail(st, "deferred");
 }
 
 static int lite_dead_letter(etl_state_t *base, int64_t run_id, const char *pipeline,
@@ -854,14 +843,7 @@ static int lite_dead_letter(etl_state_t *base, int64_t run_id, const char *pipel
         return -1;
     char now[40];
     etl_state_now_text(now, sizeof now);
-    sqlite3_bind_int64(s, 1, run_id);
-    sqlite3_bind_text(s, 2, pipeline, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 3, stream, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 4, direction, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 5, key, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 6, error, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 7, record_json, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 8, now, -1, SQLITE_TRANSIENT);
+    bind(s, "ittttttt", run_id, pipeline, stream, direction, key, error, record_json, now);
     return run_stmt(st, s, "dead letter");
 }
 
@@ -878,18 +860,7 @@ static int lite_reset(etl_state_t *base, const char *pipeline, const char *strea
     if (lite_begin(base))
         return -1;
     for (size_t i = 0; i < ETL_ARRAY_LEN(sql); i++) {
-        sqlite3_stmt *s;
-        if (sqlite3_prepare_v2(st->db, sql[i], -1, &s, NULL) != SQLITE_OK) {
-            fail(st, "reset");
-            lite_rollback(base);
-            return -1;
-        }
-        sqlite3_bind_text(s, 1, pipeline, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 2, stream, -1, SQLITE_STATIC);
-        int rc = sqlite3_step(s);
-        sqlite3_finalize(s);
-        if (rc != SQLITE_DONE) {
-            fail(st, "reset");
+        if (once(st, prep(st, "reset", sql[i], "tt", pipeline, stream), "reset") < 0) {
             lite_rollback(base);
             return -1;
         }
@@ -992,43 +963,15 @@ static int lite_query(etl_state_t *base, const char *sql, const char *const *par
 
 /* Schedule calls run on the store's own connection: a shared store's batch
  * transactions are the sink's, and a claim needs a transaction of its own. */
-static int own_fail(lite_t *st, const char *what)
-{
-    etl_errf(st->base.err, sizeof st->base.err, "state store %s: %s: %s", st->path, what,
-             sqlite3_errmsg(st->own));
-    return -1;
-}
 
-/* Prepares sql on the own connection and binds the arguments `types` lists:
- * 't' a const char * (NULL binds NULL), 'i' an int64_t. */
 static sqlite3_stmt *own_prep(lite_t *st, const char *what, const char *sql, const char *types,
                               ...)
 {
-    sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(st->own, sql, -1, &s, NULL) != SQLITE_OK) {
-        own_fail(st, what);
-        return NULL;
-    }
     va_list ap;
     va_start(ap, types);
-    for (int i = 0; types[i]; i++) {
-        if (types[i] == 't')
-            sqlite3_bind_text(s, i + 1, va_arg(ap, const char *), -1, SQLITE_TRANSIENT);
-        else
-            sqlite3_bind_int64(s, i + 1, va_arg(ap, int64_t));
-    }
+    sqlite3_stmt *s = prep_on(st, st->own, what, sql, types, ap);
     va_end(ap);
     return s;
-}
-
-/* Steps a one-shot statement to its end: the rows it changed, or -1. */
-static int own_run(lite_t *st, sqlite3_stmt *s, const char *what)
-{
-    if (!s)
-        return -1;
-    int rc = sqlite3_step(s);
-    sqlite3_finalize(s);
-    return rc == SQLITE_DONE ? sqlite3_changes(st->own) : own_fail(st, what);
 }
 
 static int own_begin(lite_t *st, const char *what)
@@ -1061,7 +1004,7 @@ static int lite_schedule_ensure(etl_state_t *base, const char *key, int64_t next
                                " VALUES(?1,?2) ON CONFLICT(pipeline) DO UPDATE SET"
                                " next_run_at=excluded.next_run_at WHERE schedules.next_run_at=0",
                                "ti", key, next_us);
-    return own_run(st, s, "schedule") < 0 ? -1 : 0;
+    return once(st, s, "schedule") < 0 ? -1 : 0;
 }
 
 static int lite_schedule_set(etl_state_t *base, const char *key, int64_t next_us)
@@ -1071,7 +1014,7 @@ static int lite_schedule_set(etl_state_t *base, const char *key, int64_t next_us
                                " VALUES(?1,?2) ON CONFLICT(pipeline) DO UPDATE SET"
                                " next_run_at=excluded.next_run_at",
                                "ti", key, next_us);
-    return own_run(st, s, "schedule") < 0 ? -1 : 0;
+    return once(st, s, "schedule") < 0 ? -1 : 0;
 }
 
 static int take(lite_t *st, const char *key, const char *owner, int64_t until_us)
@@ -1079,7 +1022,7 @@ static int take(lite_t *st, const char *key, const char *owner, int64_t until_us
     sqlite3_stmt *s = own_prep(st, "lease", "UPDATE schedules SET lease_owner=?2,"
                                " lease_until=?3, run_id=0 WHERE pipeline=?1",
                                "tti", key, owner, until_us);
-    return own_run(st, s, "lease") == 1 ? 0 : -1;
+    return once(st, s, "lease") == 1 ? 0 : -1;
 }
 
 /* Fills *out from a row (key, next_run_at, lease_owner, run_id). */
@@ -1150,7 +1093,7 @@ static int lite_lease_claim(etl_state_t *base, const char *key, const char *owne
         goto done;
     s = own_prep(st, "lease", "INSERT INTO schedules(pipeline) VALUES(?1)"
                  " ON CONFLICT(pipeline) DO NOTHING", "t", key);
-    if (own_run(st, s, "lease") < 0)
+    if (once(st, s, "lease") < 0)
         goto done;
     s = own_prep(st, "lease", "SELECT pipeline, next_run_at, lease_owner, run_id, lease_until"
                  " FROM schedules WHERE pipeline=?1", "t", key);
@@ -1218,7 +1161,7 @@ static int lite_lease_renew(etl_state_t *base, const char *key, const char *owne
     sqlite3_stmt *s = own_prep(st, "lease renewal", "UPDATE schedules SET lease_until=?3"
                                " WHERE pipeline=?1 AND lease_owner=?2", "tti", key, owner,
                                until_us);
-    int n = own_run(st, s, "lease renewal");
+    int n = once(st, s, "lease renewal");
     return n < 0 ? -1 : n > 0;
 }
 
@@ -1227,11 +1170,11 @@ static int lite_lease_run(etl_state_t *base, const char *key, const char *owner,
     lite_t *st = (lite_t *)base;
     sqlite3_stmt *s = own_prep(st, "lease", "UPDATE schedules SET run_id=?3"
                                " WHERE pipeline=?1 AND lease_owner=?2", "tti", key, owner, run_id);
-    int n = own_run(st, s, "lease");
+    int n = once(st, s, "lease");
     if (n <= 0)
         return n < 0 ? -1 : 0;
     s = own_prep(st, "lease", "UPDATE runs SET worker=?1 WHERE id=?2", "ti", owner, run_id);
-    return own_run(st, s, "lease") < 0 ? -1 : 1;
+    return once(st, s, "lease") < 0 ? -1 : 1;
 }
 
 static int lite_lease_release(etl_state_t *base, const char *key, const char *owner,
@@ -1242,7 +1185,7 @@ static int lite_lease_release(etl_state_t *base, const char *key, const char *ow
                                " lease_until=0, run_id=0, next_run_at=CASE WHEN ?3>=0 THEN ?3"
                                " ELSE next_run_at END WHERE pipeline=?1 AND lease_owner=?2",
                                "tti", key, owner, next_us);
-    int n = own_run(st, s, "lease release");
+    int n = once(st, s, "lease release");
     return n < 0 ? -1 : n > 0;
 }
 
