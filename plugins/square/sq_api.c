@@ -93,6 +93,28 @@ etl_status_t sq_call(sq_t *s, etl_ctx_t *ctx, const char *method, const char *pa
     return ETL_OK;
 }
 
+etl_status_t sq_post_page(sq_t *s, etl_ctx_t *ctx, const char *path, json_t *body,
+                          const char *cursor, sq_page_t *page, char *where, size_t size)
+{
+    /* the original query, unchanged, with the cursor */
+    if (cursor && json_object_set_new(body, "cursor", json_string(cursor)))
+        return etl_fail(ctx, ETL_ERR_NOMEM, "out of memory");
+    etl_status_t st = sq_call(s, ctx, "POST", path, body, page);
+    if (st == ETL_OK)
+        sq_where(s, "POST", where, size);
+    return st;
+}
+
+etl_status_t sq_next_cursor(etl_ctx_t *ctx, const char *where, char **cursor, char **next)
+{
+    if (*next && *cursor && strcmp(*next, *cursor) == 0)
+        return etl_fail(ctx, ETL_ERR_DATA, "%s: the same cursor came back twice", where);
+    free(*cursor);
+    *cursor = *next;
+    *next = NULL;
+    return ETL_OK;
+}
+
 etl_status_t sq_array(etl_ctx_t *ctx, const sq_page_t *page, const char *name,
                       const char *where, sq_span_t *out)
 {
@@ -204,6 +226,17 @@ etl_status_t sq_remember_locations(sq_t *s, etl_ctx_t *ctx, const sq_page_t *pg,
     return ETL_OK;
 }
 
+etl_status_t sq_get_locations(sq_t *s, etl_ctx_t *ctx, sq_page_t *page, sq_span_t *locs,
+                              char *where, size_t size)
+{
+    etl_status_t st = sq_call(s, ctx, "GET", "/v2/locations", NULL, page);
+    if (st == ETL_OK)
+        st = sq_array(ctx, page, "locations", sq_where(s, "GET", where, size), locs);
+    if (st == ETL_OK)
+        st = sq_remember_locations(s, ctx, page, *locs);
+    return st;
+}
+
 etl_status_t sq_locations(sq_t *s, etl_ctx_t *ctx, const char *const **ids, size_t *n)
 {
     if (s->opt_locs) {
@@ -215,12 +248,7 @@ etl_status_t sq_locations(sq_t *s, etl_ctx_t *ctx, const char *const **ids, size
         sq_page_t page;
         sq_span_t locs;
         char where[512];
-        etl_status_t st = sq_call(s, ctx, "GET", "/v2/locations", NULL, &page);
-        if (st == ETL_OK)
-            st = sq_array(ctx, &page, "locations", sq_where(s, "GET", where, sizeof where),
-                          &locs);
-        if (st == ETL_OK)
-            st = sq_remember_locations(s, ctx, &page, locs);
+        etl_status_t st = sq_get_locations(s, ctx, &page, &locs, where, sizeof where);
         if (st != ETL_OK)
             return st;
     }

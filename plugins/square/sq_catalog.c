@@ -64,13 +64,9 @@ etl_status_t sq_read_catalog(sq_t *s, etl_ctx_t *ctx, const sq_stream_t *def,
         goto done;
     }
     for (;;) {
-        if (cursor && json_object_set_new(body, "cursor", json_string(cursor))) {
-            st = etl_fail(ctx, ETL_ERR_NOMEM, "out of memory");
+        if ((st = sq_post_page(s, ctx, "/v2/catalog/search", body, cursor, &page, where,
+                               sizeof where)) != ETL_OK)
             goto done;
-        }
-        if ((st = sq_call(s, ctx, "POST", "/v2/catalog/search", body, &page)) != ETL_OK)
-            goto done;
-        sq_where(s, "POST", where, sizeof where);
         if (first) {
             /* the catalog's newest change when the walk began: a change
              * made later is stamped later, and found from there next time */
@@ -100,15 +96,9 @@ etl_status_t sq_read_catalog(sq_t *s, etl_ctx_t *ctx, const sq_stream_t *def,
             if (st != ETL_OK)
                 goto done;
         }
-        if ((st = sq_string(ctx, &page, page.root, "cursor", where, &next)) != ETL_OK)
+        if ((st = sq_string(ctx, &page, page.root, "cursor", where, &next)) != ETL_OK ||
+            (st = sq_next_cursor(ctx, where, &cursor, &next)) != ETL_OK)
             goto done;
-        if (next && cursor && strcmp(next, cursor) == 0) {
-            st = etl_fail(ctx, ETL_ERR_DATA, "%s: the same cursor came back twice", where);
-            goto done;
-        }
-        free(cursor);
-        cursor = next;
-        next = NULL;
         if (!cursor)
             break;
     }

@@ -8,7 +8,6 @@
  */
 #define _GNU_SOURCE
 #include <stdlib.h>
-#include <string.h>
 
 #include "square.h"
 
@@ -48,9 +47,11 @@ etl_status_t sq_read_inventory(sq_t *s, etl_ctx_t *ctx, const sq_stream_t *def,
         (st = sq_page_limit(s, ctx, req, SQ_PAGE_MAX, &limit)) != ETL_OK ||
         (st = sq_plan_new(ctx, def->cols, req->schema, &plan)) != ETL_OK)
         goto done;
-    int id_col = sq_plan_col(plan, "id"), probe[3];
-    for (int j = 0; j < 3; j++)
-        probe[j] = sq_plan_probe(plan, key[j]);
+    int id_col = sq_plan_col(plan, "id"), kcol[3], probe[3];
+    for (int j = 0; j < 3; j++) {
+        kcol[j] = sq_plan_col(plan, key[j]);
+        probe[j] = kcol[j] >= 0 ? -1 : sq_plan_probe(plan, key[j]);
+    }
     if (has_since) {
         /* updated_after is exclusive too: one millisecond less */
         sq_format_ms(since - 1000, after, sizeof after);
@@ -61,15 +62,10 @@ etl_status_t sq_read_inventory(sq_t *s, etl_ctx_t *ctx, const sq_stream_t *def,
         goto done;
     }
     for (;;) {
-        if (cursor && json_object_set_new(body, "cursor", json_string(cursor))) {
-            st = etl_fail(ctx, ETL_ERR_NOMEM, "out of memory");
+        if ((st = sq_post_page(s, ctx, "/v2/inventory/counts/batch-retrieve", body, cursor,
+                               &page, where, sizeof where)) != ETL_OK)
             goto done;
-        }
-        if ((st = sq_call(s, ctx, "POST", "/v2/inventory/counts/batch-retrieve", body, &page)) !=
-            ETL_OK)
-            goto done;
-        sq_where(s, "POST", where, sizeof where);
-        sq_span_t counts, c, k[3];
+        sq_span_t counts, c;
         sq_iter_t it;
         if ((st = sq_array(ctx, &page, "counts", where, &counts)) != ETL_OK)
             goto done;
@@ -82,11 +78,13 @@ etl_status_t sq_read_inventory(sq_t *s, etl_ctx_t *ctx, const sq_stream_t *def,
             if (id_col >= 0) {
                 /* the key: catalog_object_id:location_id:state */
                 etl_value_t part[3];
-                for (int j = 0; j < 3; j++)
-                    k[j] = sq_plan_span(plan, probe[j]);
                 for (int j = 0; j < 3; j++) {
-                    if ((st = sq_value(ctx, &s->conv, k[j], ETL_T_TEXT, key[j], &part[j])) !=
-                        ETL_OK)
+                    /* a part the read has as a column (counts_cols: text, from
+                     * the member of its name) was converted by the fill */
+                    if (kcol[j] >= 0)
+                        part[j] = row[kcol[j]];
+                    else if ((st = sq_value(ctx, &s->conv, sq_plan_span(plan, probe[j]),
+                                            ETL_T_TEXT, key[j], &part[j])) != ETL_OK)
                         goto done;
                     if (part[j].type != ETL_T_TEXT || !part[j].len) {
                         st = etl_fail(ctx, ETL_ERR_DATA, "%s: count %zu has no %s", where, i,
@@ -107,15 +105,9 @@ etl_status_t sq_read_inventory(sq_t *s, etl_ctx_t *ctx, const sq_stream_t *def,
             if ((st = etl_emit(em, row)) != ETL_OK)
                 goto done;
         }
-        if ((st = sq_string(ctx, &page, page.root, "cursor", where, &next)) != ETL_OK)
+        if ((st = sq_string(ctx, &page, page.root, "cursor", where, &next)) != ETL_OK ||
+            (st = sq_next_cursor(ctx, where, &cursor, &next)) != ETL_OK)
             goto done;
-        if (next && cursor && strcmp(next, cursor) == 0) {
-            st = etl_fail(ctx, ETL_ERR_DATA, "%s: the same cursor came back twice", where);
-            goto done;
-        }
-        free(cursor);
-        cursor = next;
-        next = NULL;
         if (!cursor)
             break;
     }

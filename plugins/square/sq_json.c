@@ -644,11 +644,11 @@ static etl_status_t sq_mismatch(etl_ctx_t *ctx, sq_span_t v, etl_type_t type, co
                     why ? why : "");
 }
 
-/* Digits with an optional '-', exactly, within 64 bits. */
+/* Digits with an optional sign, exactly, within 64 bits (as core's rule). */
 static int sq_int_text(const char *s, size_t n, int64_t *out)
 {
     int neg = n && s[0] == '-';
-    size_t i = (size_t)neg;
+    size_t i = (size_t)(n && (s[0] == '-' || s[0] == '+'));
     if (i >= n)
         return -1;
     uint64_t x = 0, lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
@@ -661,22 +661,6 @@ static int sq_int_text(const char *s, size_t n, int64_t *out)
         x = x * 10 + d;
     }
     *out = neg ? (int64_t)(0 - x) : (int64_t)x;
-    return 0;
-}
-
-static int sq_double_text(const char *s, size_t n, double *out)
-{
-    char buf[64];
-    if (!n || n >= sizeof buf)
-        return -1;
-    memcpy(buf, s, n);
-    buf[n] = '\0';
-    char *end;
-    errno = 0;
-    double d = strtod(buf, &end);
-    if (*end || end == buf || !isfinite(d))
-        return -1;
-    *out = d;
     return 0;
 }
 
@@ -707,6 +691,24 @@ static int sq_decimal_text(const char *s, size_t n)
     }
     return i == n;
 }
+
+static int sq_double_text(const char *s, size_t n, double *out)
+{
+    char buf[64];
+    /* the same rule as core's: no hex, no spaces, no inf or nan */
+    if (!n || n >= sizeof buf || !sq_decimal_text(s, n))
+        return -1;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    char *end;
+    errno = 0;
+    double d = strtod(buf, &end);
+    if (*end || end == buf || !isfinite(d))
+        return -1;
+    *out = d;
+    return 0;
+}
+
 
 /* v copied without the whitespace between tokens, into the scratch. */
 static int sq_compact(sq_span_t v, sq_conv_t *cv, const char **s, size_t *n)

@@ -30,11 +30,7 @@ etl_status_t sq_read_locations(sq_t *s, etl_ctx_t *ctx, const sq_stream_t *def,
     etl_status_t st = sq_plan_new(ctx, def->cols, req->schema, &plan);
     if (st != ETL_OK)
         goto done;
-    if ((st = sq_call(s, ctx, "GET", "/v2/locations", NULL, &page)) != ETL_OK)
-        goto done;
-    sq_where(s, "GET", where, sizeof where);
-    if ((st = sq_array(ctx, &page, "locations", where, &locs)) != ETL_OK ||
-        (st = sq_remember_locations(s, ctx, &page, locs)) != ETL_OK)
+    if ((st = sq_get_locations(s, ctx, &page, &locs, where, sizeof where)) != ETL_OK)
         goto done;
     sq_iter_init(&it, &page, locs);
     for (size_t i = 0; sq_iter_item(&it, &loc); i++) {

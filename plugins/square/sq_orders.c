@@ -82,11 +82,11 @@ static etl_status_t sq_orders_newest(sq_orders_walk_t *w, const char *const *loc
     json_t *body = sq_orders_body(locs, n, w->start, NULL, "DESC", 1);
     if (!body)
         return etl_fail(w->ctx, ETL_ERR_NOMEM, "out of memory");
-    etl_status_t st = sq_call(w->s, w->ctx, "POST", "/v2/orders/search", body, &page);
+    etl_status_t st = sq_post_page(w->s, w->ctx, "/v2/orders/search", body, NULL, &page, where,
+                                   sizeof where);
     json_decref(body);
     if (st != ETL_OK)
         return st;
-    sq_where(w->s, "POST", where, sizeof where);
     if ((st = sq_array(w->ctx, &page, "orders", where, &orders)) != ETL_OK)
         return st;
     sq_iter_init(&it, &page, orders);
@@ -168,14 +168,9 @@ static etl_status_t sq_orders_walk(sq_orders_walk_t *w, const char *const *locs,
     if (!body)
         return etl_fail(w->ctx, ETL_ERR_NOMEM, "out of memory");
     for (;;) {
-        /* the original query, unchanged, with the cursor */
-        if (cursor && json_object_set_new(body, "cursor", json_string(cursor))) {
-            st = etl_fail(w->ctx, ETL_ERR_NOMEM, "out of memory");
+        if ((st = sq_post_page(w->s, w->ctx, "/v2/orders/search", body, cursor, &page, where,
+                               sizeof where)) != ETL_OK)
             goto done;
-        }
-        if ((st = sq_call(w->s, w->ctx, "POST", "/v2/orders/search", body, &page)) != ETL_OK)
-            goto done;
-        sq_where(w->s, "POST", where, sizeof where);
         sq_span_t orders, o;
         sq_iter_t it;
         if ((st = sq_array(w->ctx, &page, "orders", where, &orders)) != ETL_OK)
@@ -195,13 +190,8 @@ static etl_status_t sq_orders_walk(sq_orders_walk_t *w, const char *const *locs,
             if ((st = etl_emit_checkpoint(w->em, &ck)) != ETL_OK)
                 goto done;
         }
-        if (next && cursor && strcmp(next, cursor) == 0) {
-            st = etl_fail(w->ctx, ETL_ERR_DATA, "%s: the same cursor came back twice", where);
+        if ((st = sq_next_cursor(w->ctx, where, &cursor, &next)) != ETL_OK)
             goto done;
-        }
-        free(cursor);
-        cursor = next;
-        next = NULL;
         if (!cursor)
             break;
     }

@@ -89,6 +89,14 @@ sq_span_t sq_plan_span(const sq_plan_t *p, int slot);
  */
 etl_status_t sq_call(sq_t *s, etl_ctx_t *ctx, const char *method, const char *path,
                      const json_t *body, sq_page_t *page);
+/* POST path with body, the cursor (NULL: the first page) set into it, as
+ * sq_call; `where` gets "POST URL" of the answer, for messages. */
+etl_status_t sq_post_page(sq_t *s, etl_ctx_t *ctx, const char *path, json_t *body,
+                          const char *cursor, sq_page_t *page, char *where, size_t size);
+/* Moves *next (the page's cursor, NULL on the last page) into *cursor,
+ * freeing the old one. ETL_ERR_DATA, both left as they were, when the same
+ * cursor came back twice: paging would never end. */
+etl_status_t sq_next_cursor(etl_ctx_t *ctx, const char *where, char **cursor, char **next);
 /* The array member `name` of the page's root (absent: an empty span);
  * ETL_ERR_DATA when it is there and not an array. */
 etl_status_t sq_array(etl_ctx_t *ctx, const sq_page_t *page, const char *name,
@@ -110,6 +118,10 @@ etl_status_t sq_page_limit(sq_t *s, etl_ctx_t *ctx, const etl_read_t *req, int64
 /* The locations to read: the location_ids option, else every location
  * Square lists (fetched once per instance). The arrays stay the instance's. */
 etl_status_t sq_locations(sq_t *s, etl_ctx_t *ctx, const char *const **ids, size_t *n);
+/* GET /v2/locations: the answer's `locations` array, its ids remembered
+ * (sq_remember_locations); `where` as sq_post_page. */
+etl_status_t sq_get_locations(sq_t *s, etl_ctx_t *ctx, sq_page_t *page, sq_span_t *locs,
+                              char *where, size_t size);
 /* Remembers the ids of a GET /v2/locations answer (for sq_locations). */
 etl_status_t sq_remember_locations(sq_t *s, etl_ctx_t *ctx, const sq_page_t *pg,
                                    sq_span_t locations);
