@@ -217,6 +217,7 @@ typedef struct amazon_rd {
     etl_value_t *row;
     int i_order, i_lud, i_updated, i_market;
     const char *marketplace; /* inventory and catalog: the one asked */
+    size_t market_len;
     int has_since;
     int64_t since_us;
 } amazon_rd_t;
@@ -257,14 +258,41 @@ static etl_status_t amazon_emit(amazon_rd_t *r, const json_t *obj, const json_t 
         if (r->i_lud >= 0 && (st = etl_json_value(r->ctx, lud, ETL_T_TIMESTAMP, a->scratch,
                                                   "LastUpdateDate", &r->row[r->i_lud])) != ETL_OK)
             return st;
-        if (r->i_updated >= 0 &&
-            (st = etl_json_value(r->ctx, lud, ETL_T_TIMESTAMP, a->scratch, "LastUpdateDate",
-                                 &r->row[r->i_updated])) != ETL_OK)
+        /* updated_at is the same value: convert it once */
+        if (r->i_updated >= 0 && r->i_lud >= 0)
+            r->row[r->i_updated] = r->row[r->i_lud];
+        else if (r->i_updated >= 0 &&
+                 (st = etl_json_value(r->ctx, lud, ETL_T_TIMESTAMP, a->scratch, "LastUpdateDate",
+                                      &r->row[r->i_updated])) != ETL_OK)
             return st;
     }
     if (r->i_market >= 0 && r->marketplace)
-        r->row[r->i_market] = etl_text(r->marketplace, strlen(r->marketplace));
+        r->row[r->i_market] = etl_text(r->marketplace, r->market_len);
     return etl_emit(r->em, r->row);
+}
+
+/*
+ * Takes the next page's token at `path` of *root, then drops *root: *next
+ * becomes a copy of it, or NULL on the last page. twice: the error when the
+ * same token comes back (the walk would loop), NULL: not checked. On an
+ * error *root and *next are left to the caller.
+ */
+static etl_status_t amazon_next_page(amazon_rd_t *r, json_t **root, const char *path,
+                                     const char *twice, char **next)
+{
+    const char *nt = etl_json_str(*root, path);
+    char *dup = nt && *nt ? strdup(nt) : NULL;
+    if (nt && *nt && !dup)
+        return etl_fail(r->ctx, ETL_ERR_NOMEM, "out of memory");
+    if (twice && dup && *next && strcmp(dup, *next) == 0) {
+        free(dup);
+        return etl_fail(r->ctx, ETL_ERR_DATA, "%s", twice);
+    }
+    free(*next);
+    *next = dup;
+    json_decref(*root); /* nt pointed into it */
+    *root = NULL;
+    return ETL_OK;
 }
 
 /* Every item of one order: getOrderItems, then NextToken alone. */
@@ -300,16 +328,8 @@ static etl_status_t amazon_order_items(amazon_rd_t *r, const json_t *order)
             if ((st = amazon_emit(r, it, order)) != ETL_OK)
                 goto done;
         }
-        const char *nt = etl_json_str(root, "payload.NextToken");
-        int more = nt && *nt;
-        free(next);
-        next = more ? strdup(nt) : NULL;
-        json_decref(root); /* nt pointed into it */
-        root = NULL;
-        if (more && !next) {
-            st = etl_fail(r->ctx, ETL_ERR_NOMEM, "out of memory");
+        if ((st = amazon_next_page(r, &root, "payload.NextToken", NULL, &next)) != ETL_OK)
             goto done;
-        }
         if (!next)
             break;
     }
@@ -320,6 +340,23 @@ done:
     free(path);
     free(esc);
     return st;
+}
+
+/* Emits every object of a page's list (order_items: the items of each
+ * order); `what` names the list in the message about a non-object. */
+static etl_status_t amazon_emit_list(amazon_rd_t *r, const json_t *list, const char *what)
+{
+    size_t i;
+    json_t *o;
+    etl_status_t st;
+    json_array_foreach(list, i, o) {
+        if (!json_is_object(o))
+            return etl_fail(r->ctx, ETL_ERR_DATA, "%s[%zu] is not an object", what, i);
+        st = r->d->kind == AK_ITEMS ? amazon_order_items(r, o) : amazon_emit(r, o, NULL);
+        if (st != ETL_OK)
+            return st;
+    }
+    return ETL_OK;
 }
 
 /* orders and order_items: one getOrders walk. */
@@ -356,32 +393,11 @@ static etl_status_t amazon_read_orders(amazon_rd_t *r)
             before_us = bus; /* the same on every page; the smallest if not */
             have_before = 1;
         }
-        size_t i;
-        json_t *o;
-        json_array_foreach(orders, i, o) {
-            if (!json_is_object(o)) {
-                st = etl_fail(r->ctx, ETL_ERR_DATA, "getOrders: Orders[%zu] is not an object", i);
-                goto done;
-            }
-            st = r->d->kind == AK_ORDERS ? amazon_emit(r, o, NULL) : amazon_order_items(r, o);
-            if (st != ETL_OK)
-                goto done;
-        }
-        const char *nt = etl_json_str(root, "payload.NextToken");
-        char *dup = nt && *nt ? strdup(nt) : NULL;
-        if (nt && *nt && !dup) {
-            st = etl_fail(r->ctx, ETL_ERR_NOMEM, "out of memory");
+        if ((st = amazon_emit_list(r, orders, "getOrders: Orders")) != ETL_OK ||
+            (st = amazon_next_page(r, &root, "payload.NextToken",
+                                   "getOrders: the same NextToken came back twice", &next)) !=
+                ETL_OK)
             goto done;
-        }
-        if (dup && next && strcmp(dup, next) == 0) {
-            free(dup);
-            st = etl_fail(r->ctx, ETL_ERR_DATA, "getOrders: the same NextToken came back twice");
-            goto done;
-        }
-        free(next);
-        next = dup;
-        json_decref(root);
-        root = NULL;
         if (!next)
             break;
         if (etl_cancelled(r->ctx)) {
@@ -450,27 +466,10 @@ static etl_status_t amazon_read_inventory(amazon_rd_t *r)
                           "list");
             goto done;
         }
-        size_t i;
-        json_t *s;
-        json_array_foreach(list, i, s) {
-            if (!json_is_object(s)) {
-                st = etl_fail(r->ctx, ETL_ERR_DATA, "inventorySummaries[%zu] is not an object", i);
-                goto done;
-            }
-            if ((st = amazon_emit(r, s, NULL)) != ETL_OK)
-                goto done;
-        }
         /* the token is at the top level, not in payload */
-        const char *nt = etl_json_str(root, "pagination.nextToken");
-        char *dup = nt && *nt ? strdup(nt) : NULL;
-        if (nt && *nt && !dup) {
-            st = etl_fail(r->ctx, ETL_ERR_NOMEM, "out of memory");
+        if ((st = amazon_emit_list(r, list, "inventorySummaries")) != ETL_OK ||
+            (st = amazon_next_page(r, &root, "pagination.nextToken", NULL, &next)) != ETL_OK)
             goto done;
-        }
-        free(next);
-        next = dup;
-        json_decref(root);
-        root = NULL;
         if (!next)
             break;
         if (etl_cancelled(r->ctx)) {
@@ -520,33 +519,13 @@ static etl_status_t amazon_search(amazon_rd_t *r, const char *keywords, const ch
             goto done;
         }
         etl_json_int(root, "numberOfResults", &total);
-        size_t i;
-        json_t *it;
-        json_array_foreach(items, i, it) {
-            if (!json_is_object(it)) {
-                st = etl_fail(r->ctx, ETL_ERR_DATA, "items[%zu] is not an object", i);
-                goto done;
-            }
-            if ((st = amazon_emit(r, it, NULL)) != ETL_OK)
-                goto done;
-            seen++;
-        }
-        const char *nt = etl_json_str(root, "pagination.nextToken");
-        char *dup = nt && *nt ? strdup(nt) : NULL;
-        if (nt && *nt && !dup) {
-            st = etl_fail(r->ctx, ETL_ERR_NOMEM, "out of memory");
+        if ((st = amazon_emit_list(r, items, "items")) != ETL_OK)
             goto done;
-        }
-        if (dup && next && strcmp(dup, next) == 0) {
-            free(dup);
-            st = etl_fail(r->ctx, ETL_ERR_DATA, "searchCatalogItems: the same page token came "
-                                                "back twice");
+        seen += (int64_t)json_array_size(items);
+        if ((st = amazon_next_page(r, &root, "pagination.nextToken",
+                                   "searchCatalogItems: the same page token came back twice",
+                                   &next)) != ETL_OK)
             goto done;
-        }
-        free(next);
-        next = dup;
-        json_decref(root);
-        root = NULL;
         if (!next)
             break;
         if (etl_cancelled(r->ctx)) {
@@ -656,6 +635,7 @@ etl_status_t amazon_read(void *self, etl_ctx_t *ctx, const etl_read_t *req, etl_
     r.marketplace = etl_read_select(req, "marketplace_id");
     if (!r.marketplace || !*r.marketplace)
         r.marketplace = a->marketplaces[0];
+    r.market_len = strlen(r.marketplace);
     if ((st = amazon_since(&r)) != ETL_OK)
         goto done;
     switch (r.d->kind) {

@@ -216,13 +216,14 @@ static etl_status_t shopify_request(shopify_t *s, etl_ctx_t *ctx, etl_http_reque
         }
         return ETL_OK;
     }
+    const char *url = rs->url ? rs->url : rq->url;
     char text[512];
     shopify_error_text(rs, text, sizeof text);
     if (rs->status == 401) {
         char msg[1024];
         snprintf(msg, sizeof msg,
                  "shop %s refused the access token (option token): GET %s: status 401: %s",
-                 s->shop, rs->url ? rs->url : rq->url, text);
+                 s->shop, url, text);
         free(s->auth_error);
         s->auth_error = strdup(msg);
         return etl_fail(ctx, ETL_ERR_AUTH, "%s", msg);
@@ -231,17 +232,16 @@ static etl_status_t shopify_request(shopify_t *s, etl_ctx_t *ctx, etl_http_reque
         return etl_fail(ctx, ETL_ERR_AUTH,
                         "shop %s: the access token lacks the scope for this resource (e.g. "
                         "read_orders, read_all_orders, read_inventory): GET %s: status 403: %s",
-                        s->shop, rs->url ? rs->url : rq->url, text);
+                        s->shop, url, text);
     if (rs->status == 402 || rs->status == 423)
         return etl_fail(ctx, ETL_ERR_AUTH, "shop %s is unavailable (frozen or locked): GET %s: "
-                        "status %ld: %s", s->shop, rs->url ? rs->url : rq->url, rs->status, text);
+                        "status %ld: %s", s->shop, url, rs->status, text);
     if (rs->status == 404)
         return etl_fail(ctx, ETL_ERR_CONFIG,
                         "GET %s: status 404: %s (is api_version %s valid, and is this shop's "
                         "resource there?)",
-                        rs->url ? rs->url : rq->url, text, s->version);
-    return etl_fail(ctx, ETL_ERR_DATA, "GET %s: status %ld: %s", rs->url ? rs->url : rq->url,
-                    rs->status, text);
+                        url, text, s->version);
+    return etl_fail(ctx, ETL_ERR_DATA, "GET %s: status %ld: %s", url, rs->status, text);
 }
 
 static char *shopify_path(shopify_t *s, const char *resource)

@@ -323,6 +323,21 @@ static void shopify_free_locations(shopify_rd_t *r)
     r->nlocations = 0;
 }
 
+/* One unpaginated GET of resource and the answer's `envelope` list; *root is
+ * the caller's to json_decref, also on an error. */
+static etl_status_t shopify_get_list(shopify_rd_t *r, const char *resource, const char *envelope,
+                                     json_t **root, json_t **list)
+{
+    etl_status_t st = shopify_get_json(r->s, r->ctx, resource, NULL, 0, root);
+    if (st != ETL_OK)
+        return st;
+    *list = json_object_get(*root, envelope);
+    if (!json_is_array(*list))
+        return etl_fail(r->ctx, ETL_ERR_DATA, "%s: the answer has no '%s' list", resource,
+                        envelope);
+    return ETL_OK;
+}
+
 /* inventory_levels: the location ids, from select: location_ids or the API. */
 static etl_status_t shopify_location_ids(shopify_rd_t *r)
 {
@@ -353,13 +368,9 @@ static etl_status_t shopify_location_ids(shopify_rd_t *r)
         }
         return ETL_OK;
     }
-    if ((st = shopify_get_json(r->s, r->ctx, "locations.json", NULL, 0, &root)) != ETL_OK)
-        return st;
-    json_t *list = json_object_get(root, "locations");
-    if (!json_is_array(list)) {
-        st = etl_fail(r->ctx, ETL_ERR_DATA, "locations.json: the answer has no 'locations' list");
+    json_t *list;
+    if ((st = shopify_get_list(r, "locations.json", "locations", &root, &list)) != ETL_OK)
         goto done;
-    }
     size_t i;
     json_t *loc;
     if (!(r->locations = calloc(json_array_size(list) + 1, sizeof *r->locations))) {
@@ -425,15 +436,9 @@ done:
 
 static etl_status_t shopify_read_locations(shopify_rd_t *r)
 {
-    json_t *root = NULL;
-    etl_status_t st = shopify_get_json(r->s, r->ctx, r->d->resource, NULL, 0, &root);
-    if (st != ETL_OK)
-        return st;
-    json_t *list = json_object_get(root, r->d->envelope);
-    if (!json_is_array(list)) {
-        st = etl_fail(r->ctx, ETL_ERR_DATA, "%s: the answer has no '%s' list", r->d->resource,
-                      r->d->envelope);
-    } else {
+    json_t *root = NULL, *list;
+    etl_status_t st = shopify_get_list(r, r->d->resource, r->d->envelope, &root, &list);
+    if (st == ETL_OK) {
         size_t i;
         json_t *loc;
         json_array_foreach(list, i, loc) {
