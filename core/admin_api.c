@@ -120,6 +120,13 @@ static int store_query(etl_serve_t *sv, size_t store, const char *sql, const cha
     return rc;
 }
 
+/* Columns c[0..] as strings (or null) under these names, NULL-terminated. */
+static void put_strs(json_t *o, const char *const *names, const char *const *c)
+{
+    for (size_t i = 0; names[i]; i++)
+        json_object_set_new(o, names[i], str_or_null(c[i]));
+}
+
 static int run_row(json_t *list, const char *const *c)
 {
     json_t *o = json_object();
@@ -128,14 +135,9 @@ static int run_row(json_t *list, const char *const *c)
     json_object_set_new(o, "pipeline", str_or_null(c[1]));
     json_object_set_new(o, "client", str_or_null(c[2]));
     json_object_set_new(o, "key", str_or_null(key));
-    json_object_set_new(o, "mode", str_or_null(c[3]));
-    json_object_set_new(o, "direction", str_or_null(c[4]));
-    json_object_set_new(o, "triggered_by", str_or_null(c[5]));
-    json_object_set_new(o, "worker", str_or_null(c[6]));
-    json_object_set_new(o, "started_at", str_or_null(c[7]));
-    json_object_set_new(o, "finished_at", str_or_null(c[8]));
-    json_object_set_new(o, "status", str_or_null(c[9]));
-    json_object_set_new(o, "error", str_or_null(c[10]));
+    static const char *const cols[] = {"mode",       "direction",   "triggered_by", "worker",
+                                       "started_at", "finished_at", "status",       "error", NULL};
+    put_strs(o, cols, c + 3);
     json_t *counts = json_object();
     for (int i = 0; i < 7; i++)
         json_object_set_new(counts, count_names[i], int_of(c[RC_COUNTS + i]));
@@ -199,9 +201,8 @@ static int run_by_id(etl_serve_t *sv, size_t store, const char *id, json_t *list
 static int stream_row(json_t *list, const char *const *c)
 {
     json_t *o = json_object();
-    json_object_set_new(o, "stream", str_or_null(c[0]));
-    json_object_set_new(o, "direction", str_or_null(c[1]));
-    json_object_set_new(o, "status", str_or_null(c[2]));
+    static const char *const cols[] = {"stream", "direction", "status", NULL};
+    put_strs(o, cols, c);
     for (int i = 0; i < 7; i++)
         json_object_set_new(o, count_names[i], int_of(c[3 + i]));
     json_object_set_new(o, "duration_ms", int_of(c[10]));
@@ -213,13 +214,10 @@ static int stream_row(json_t *list, const char *const *c)
 static int ckpt_row(json_t *list, const char *const *c)
 {
     json_t *o = json_object();
-    json_object_set_new(o, "pipeline", str_or_null(c[0]));
-    json_object_set_new(o, "stream", str_or_null(c[1]));
-    json_object_set_new(o, "direction", str_or_null(c[2]));
-    json_object_set_new(o, "cursor", str_or_null(c[3]));
-    json_object_set_new(o, "cursor_type", str_or_null(c[4]));
-    json_object_set_new(o, "last_sync_time", str_or_null(c[5]));
-    json_object_set_new(o, "last_record_time", str_or_null(c[6]));
+    static const char *const cols[] = {"pipeline",    "stream",         "direction",
+                                       "cursor",      "cursor_type",    "last_sync_time",
+                                       "last_record_time", NULL};
+    put_strs(o, cols, c);
     json_object_set_new(o, "records_synced", int_of(c[7]));
     json_object_set_new(o, "is_full_sync", json_boolean(c[8] && strcmp(c[8], "0") != 0 &&
                                                         strcmp(c[8], "f") != 0));

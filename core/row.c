@@ -276,51 +276,67 @@ static int valid_utf8(const char *p, size_t n)
     return 1;
 }
 
+/* One value as JSON. exact: as etl_row_json keeps it (a double always has a
+ * '.', NaN and infinities as strings, text that is not UTF-8 in base64, json
+ * as text); else as a reader expects it (json inline, non-finite as null). */
+static void add_json_value(etl_buf_t *out, const etl_value_t *v, int exact)
+{
+    char tmp[64];
+    const char *t;
+    size_t l;
+    switch (v->type) {
+    case ETL_T_NULL:
+        etl_buf_adds(out, "null");
+        return;
+    case ETL_T_BOOL:
+        etl_buf_adds(out, v->v.i ? "true" : "false");
+        return;
+    case ETL_T_INT:
+        etl_buf_printf(out, "%lld", (long long)v->v.i);
+        return;
+    case ETL_T_DOUBLE:
+        if (isfinite(v->v.d)) {
+            l = etl_value_text(v, tmp, sizeof tmp, &t);
+            etl_buf_add(out, t, l);
+            if (exact && !strpbrk(tmp, ".eE"))
+                etl_buf_adds(out, ".0");
+        } else if (exact) {
+            etl_buf_adds(out, isnan(v->v.d) ? "\"nan\"" : v->v.d > 0 ? "\"inf\"" : "\"-inf\"");
+        } else {
+            etl_buf_adds(out, "null");
+        }
+        return;
+    case ETL_T_BLOB:
+        add_base64(out, (const unsigned char *)v->v.s, v->len);
+        return;
+    case ETL_T_TEXT:
+        if (exact && !valid_utf8(v->v.s, v->len)) { /* JSON cannot carry it: base64 */
+            add_base64(out, (const unsigned char *)v->v.s, v->len);
+            return;
+        }
+        break;
+    case ETL_T_JSON:
+        if (!exact) {
+            etl_buf_add(out, v->v.s, v->len);
+            return;
+        }
+        break;
+    default:
+        break;
+    }
+    l = etl_value_text(v, tmp, sizeof tmp, &t);
+    etl_buf_json_str(out, t, l);
+}
+
 void etl_row_json(etl_buf_t *out, const etl_schema_t *s, const etl_value_t *row)
 {
     size_t n = etl_schema_ncols(s);
-    char tmp[64];
-    const char *t;
     etl_buf_addc(out, '{');
     for (size_t i = 0; i < n; i++) {
-        const etl_value_t *v = &row[i];
         const char *name = etl_schema_col(s, i)->name;
         etl_buf_json_str(out, name, strlen(name));
         etl_buf_addc(out, ':');
-        switch (v->type) {
-        case ETL_T_NULL:
-            etl_buf_adds(out, "null");
-            break;
-        case ETL_T_BOOL:
-            etl_buf_adds(out, v->v.i ? "true" : "false");
-            break;
-        case ETL_T_INT:
-            etl_buf_printf(out, "%lld", (long long)v->v.i);
-            break;
-        case ETL_T_DOUBLE:
-            if (isfinite(v->v.d)) {
-                size_t l = etl_value_text(v, tmp, sizeof tmp, &t);
-                etl_buf_add(out, t, l);
-                if (!strpbrk(tmp, ".eE"))
-                    etl_buf_adds(out, ".0");
-            } else {
-                etl_buf_adds(out, isnan(v->v.d) ? "\"nan\"" : v->v.d > 0 ? "\"inf\"" : "\"-inf\"");
-            }
-            break;
-        case ETL_T_BLOB:
-            add_base64(out, (const unsigned char *)v->v.s, v->len);
-            break;
-        case ETL_T_TEXT:
-            if (!valid_utf8(v->v.s, v->len)) { /* JSON cannot carry it: base64 */
-                add_base64(out, (const unsigned char *)v->v.s, v->len);
-                break;
-            }
-            /* fall through */
-        default: {
-            size_t l = etl_value_text(v, tmp, sizeof tmp, &t);
-            etl_buf_json_str(out, t, l);
-        }
-        }
+        add_json_value(out, &row[i], 1);
         etl_buf_addc(out, ',');
     }
     /* the value types by column, so the record reads back exactly even if
@@ -340,45 +356,14 @@ void etl_row_json(etl_buf_t *out, const etl_schema_t *s, const etl_value_t *row)
 void etl_row_json_plain(etl_buf_t *out, const etl_schema_t *s, const etl_value_t *row)
 {
     size_t n = etl_schema_ncols(s);
-    char tmp[64];
-    const char *t;
     etl_buf_addc(out, '{');
     for (size_t i = 0; i < n; i++) {
-        const etl_value_t *v = &row[i];
         const char *name = etl_schema_col(s, i)->name;
         if (i)
             etl_buf_addc(out, ',');
         etl_buf_json_str(out, name, strlen(name));
         etl_buf_addc(out, ':');
-        switch (v->type) {
-        case ETL_T_NULL:
-            etl_buf_adds(out, "null");
-            break;
-        case ETL_T_BOOL:
-            etl_buf_adds(out, v->v.i ? "true" : "false");
-            break;
-        case ETL_T_INT:
-            etl_buf_printf(out, "%lld", (long long)v->v.i);
-            break;
-        case ETL_T_DOUBLE:
-            if (isfinite(v->v.d)) {
-                size_t l = etl_value_text(v, tmp, sizeof tmp, &t);
-                etl_buf_add(out, t, l);
-            } else {
-                etl_buf_adds(out, "null");
-            }
-            break;
-        case ETL_T_JSON:
-            etl_buf_add(out, v->v.s, v->len);
-            break;
-        case ETL_T_BLOB:
-            add_base64(out, (const unsigned char *)v->v.s, v->len);
-            break;
-        default: {
-            size_t l = etl_value_text(v, tmp, sizeof tmp, &t);
-            etl_buf_json_str(out, t, l);
-        }
-        }
+        add_json_value(out, &row[i], 0);
     }
     etl_buf_addc(out, '}');
 }

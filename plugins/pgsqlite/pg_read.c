@@ -94,6 +94,21 @@ static int collatable(const etl_column_t *c)
     return 0;
 }
 
+/* The key columns, in schema order, text compared bytewise (as the core
+ * checks a key-ordered scan). */
+static void add_key_list(sqlbuf_t *b, const etl_schema_t *sc)
+{
+    for (size_t i = 0, k = 0; i < etl_schema_ncols(sc); i++) {
+        const etl_column_t *c = etl_schema_col(sc, i);
+        if (!(c->flags & ETL_COL_KEY))
+            continue;
+        sb_add(b, k++ ? ", " : "");
+        sb_ident(b, c->name);
+        if (collatable(c))
+            sb_add(b, " COLLATE \"C\"");
+    }
+}
+
 static etl_status_t parse_row(etl_ctx_t *ctx, const etl_schema_t *sc, char *line, size_t len,
                               etl_value_t *row)
 {
@@ -184,16 +199,7 @@ etl_status_t pg_read(pg_t *p, etl_ctx_t *ctx, const etl_read_t *req, etl_emitter
          * after a resume point when there is one */
         if (req->after) {
             sb_add(&b, " WHERE (");
-            size_t k = 0;
-            for (size_t i = 0; i < n; i++) {
-                const etl_column_t *c = etl_schema_col(sc, i);
-                if (!(c->flags & ETL_COL_KEY))
-                    continue;
-                sb_add(&b, k++ ? ", " : "");
-                sb_ident(&b, c->name);
-                if (collatable(c))
-                    sb_add(&b, " COLLATE \"C\"");
-            }
+            add_key_list(&b, sc);
             sb_add(&b, ") > (");
             for (size_t i = 0, j = 0; i < n; i++) {
                 const etl_column_t *c = etl_schema_col(sc, i);
@@ -205,16 +211,7 @@ etl_status_t pg_read(pg_t *p, etl_ctx_t *ctx, const etl_read_t *req, etl_emitter
             sb_add(&b, ")");
         }
         sb_add(&b, " ORDER BY ");
-        size_t k = 0;
-        for (size_t i = 0; i < n; i++) {
-            const etl_column_t *c = etl_schema_col(sc, i);
-            if (!(c->flags & ETL_COL_KEY))
-                continue;
-            sb_add(&b, k++ ? ", " : "");
-            sb_ident(&b, c->name);
-            if (collatable(c))
-                sb_add(&b, " COLLATE \"C\"");
-        }
+        add_key_list(&b, sc);
         cursor = -1; /* no checkpoints along the way: the order is not the cursor's */
     } else if (cursor >= 0 && req->since) {
         sb_add(&b, " WHERE ");
