@@ -372,13 +372,8 @@ static int lock_run(etl_run_t *r, etl_lease_hold_t **lease, char *err, size_t er
 static char *dry_state_url(const etl_pipeline_t *p, char **scratch)
 {
     *scratch = NULL;
-    const char *url = p->state_url;
-    if (strncmp(url, "sqlite:", 7) != 0)
-        return etl_strdup(url);
-    const char *path = url + 7;
-    if (strncmp(path, "//", 2) == 0)
-        path += 2;
-    if (access(path, F_OK) == 0)
+    const char *url = p->state_url, *path = etl_state_url_file(url);
+    if (!path || access(path, F_OK) == 0)
         return etl_strdup(url);
     const char *tmp = getenv("TMPDIR");
     char *tpl = etl_asprintf("%s/etl-dry-run-XXXXXX", tmp && *tmp ? tmp : "/tmp");

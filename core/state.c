@@ -10,14 +10,19 @@
 #include "log.h"
 #include "state_internal.h"
 
+const char *etl_state_url_file(const char *url)
+{
+    if (strncmp(url, "sqlite:", 7) != 0)
+        return NULL;
+    const char *path = url + 7;
+    return strncmp(path, "//", 2) == 0 ? path + 2 : path; /* sqlite:///abs */
+}
+
 etl_state_t *etl_state_open(const char *url, char *err, size_t errlen)
 {
-    if (strncmp(url, "sqlite:", 7) == 0) {
-        const char *path = url + 7;
-        if (strncmp(path, "//", 2) == 0)
-            path += 2; /* sqlite:///abs */
-        return etl_state_sqlite_open(path, err, errlen);
-    }
+    const char *file = etl_state_url_file(url);
+    if (file)
+        return etl_state_sqlite_open(file, err, errlen);
     if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
         return etl_state_pg_open(url, err, errlen);
     /* the URL may carry a password of a scheme we do not know */

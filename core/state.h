@@ -64,6 +64,8 @@ typedef struct etl_run_info {
     const char *log_file;
 } etl_run_info_t;
 
+/* The file of a sqlite: state store URL (inside url), NULL for another kind. */
+const char *etl_state_url_file(const char *url);
 /* Opens (creating and migrating) the store at url: "sqlite:PATH",
  * "sqlite:///ABS", "postgres://..." or "postgresql://..." (libpq's URL: its
  * parameters pass through). A password in the URL is registered as a secret

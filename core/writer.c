@@ -756,6 +756,32 @@ static void remember_checkpoint(etl_writer_t *w, const etl_value_t *ck)
     w->have_ck = 1;
 }
 
+/* A scan that was resumed moves the checkpoint no further than its first
+ * part read, as rows changed between the parts may have been passed by. */
+static void bound_by_first_part(const etl_srt_t *s, etl_batch_t *b)
+{
+    if (s->resumed && s->resume_max.type != ETL_T_NULL && b->has_ckpt &&
+        s->resume_max.type == b->ckpt.type && etl_cursor_cmp(&s->resume_max, &b->ckpt) < 0)
+        b->ckpt = s->resume_max;
+}
+
+/* Keeps a checkpoint in s->held_* for run.c to move later. */
+static int hold(etl_srt_t *s, const char *text, size_t n, etl_type_t type)
+{
+    char *ck = etl_strndup(text, n), *tname = etl_strdup(etl_type_name(type));
+    if (!ck || !tname) {
+        free(ck);
+        free(tname);
+        return -1;
+    }
+    free(s->held_ck);
+    free(s->held_type);
+    s->held_ck = ck;
+    s->held_type = tname;
+    s->held_full = s->full;
+    return 0;
+}
+
 /* A stream whose transform emitted rows into other streams: its checkpoint
  * waits in s->held_* until those rows are written (run.c moves it), and its
  * resume point stays where it was, so a crash in between reads the emitting
@@ -766,26 +792,14 @@ static int hold_checkpoint(etl_writer_t *w, etl_batch_t *b, int64_t records)
     etl_srt_t *s = w->s;
     if (s->by_key && b->end && b->status == ETL_OK) {
         s->held_clear_resume = s->resume || s->ckpt.resume_key;
-        if (s->resumed && s->resume_max.type != ETL_T_NULL && b->has_ckpt &&
-            s->resume_max.type == b->ckpt.type && etl_cursor_cmp(&s->resume_max, &b->ckpt) < 0)
-            b->ckpt = s->resume_max;
+        bound_by_first_part(s, b);
     }
     if (b->has_ckpt && s->write != ETL_WRITE_REPLACE) {
         char buf[64];
         const char *text;
-        if (move_checkpoint(w, &b->ckpt, &text, buf, sizeof buf)) {
-            char *ck = etl_strdup(text), *type = etl_strdup(etl_type_name(b->ckpt.type));
-            if (!ck || !type) {
-                free(ck);
-                free(type);
-                return -1;
-            }
-            free(s->held_ck);
-            free(s->held_type);
-            s->held_ck = ck;
-            s->held_type = type;
-            s->held_full = s->full;
-        }
+        if (move_checkpoint(w, &b->ckpt, &text, buf, sizeof buf) &&
+            hold(s, text, strlen(text), b->ckpt.type) != 0)
+            return -1;
     }
     if (records || b->end)
         return etl_state_checkpoint_put(r->state, r->pkey, s->cfg->name, s->dir_name, NULL, NULL,
@@ -942,9 +956,7 @@ static int state_writes(etl_writer_t *w, etl_batch_t *b, const etl_counts_t *del
         if ((s->resume || s->ckpt.resume_key) &&
             etl_state_resume_put(st, r->pkey, s->cfg->name, s->dir_name, NULL, NULL, NULL, 0))
             return -1;
-        if (s->resumed && s->resume_max.type != ETL_T_NULL && b->has_ckpt &&
-            s->resume_max.type == b->ckpt.type && etl_cursor_cmp(&s->resume_max, &b->ckpt) < 0)
-            b->ckpt = s->resume_max;
+        bound_by_first_part(s, b);
     }
     if (move_ck && b->has_ckpt && s->write != ETL_WRITE_REPLACE) {
         char buf[64];
@@ -1337,13 +1349,8 @@ int etl_writer_final_checkpoint(etl_writer_t *w)
     const char *text;
     size_t n = etl_value_text(&w->ck, buf, sizeof buf, &text);
     if (atomic_load(&s->emitted)) { /* waits for the rows it emitted, like any */
-        free(s->held_ck);
-        free(s->held_type);
-        s->held_ck = etl_strndup(text, n);
-        s->held_type = etl_strdup(etl_type_name(w->ck.type));
-        s->held_full = s->full;
         w->pending = 0;
-        return s->held_ck && s->held_type ? 0 : -1;
+        return hold(s, text, n, w->ck.type);
     }
     if (etl_state_begin(r->state) ||
         etl_state_checkpoint_put(r->state, r->pkey, s->cfg->name, s->dir_name, text,

@@ -79,14 +79,19 @@ static void add_column_def(sqlbuf_t *b, const etl_column_t *c)
         sb_add(b, " NOT NULL");
 }
 
+/* A dry run's tables are temporary ones (the connection's temp schema,
+ * which unqualified names find first), and it never drops one of the file's. */
+static const char *dry_kw(etl_ctx_t *ctx, const char *dry, const char *real)
+{
+    return etl_dry_run(ctx) ? dry : real;
+}
+
 static etl_status_t create_table(lite_t *l, etl_ctx_t *ctx, const char *name,
                                  const etl_schema_t *sc, int with_pk, const char *assigned_pk)
 {
     sqlbuf_t b;
     sb_init(&b);
-    /* a dry run leaves the file as it was: its tables live in the
-     * connection's temp schema, which unqualified names find first */
-    sb_add(&b, etl_dry_run(ctx) ? "CREATE TEMP TABLE " : "CREATE TABLE ");
+    sb_add(&b, dry_kw(ctx, "CREATE TEMP TABLE ", "CREATE TABLE "));
     sb_ident(&b, name);
     sb_add(&b, " (");
     size_t n = etl_schema_ncols(sc), nk = 0, k = 0;
@@ -216,8 +221,7 @@ static etl_status_t create_staging(lite_t *l, etl_ctx_t *ctx, lite_stream_t *s,
 {
     sqlbuf_t b;
     sb_init(&b);
-    /* a dry run's staging table is a temporary one: never touch the file's */
-    sb_add(&b, etl_dry_run(ctx) ? "DROP TABLE IF EXISTS temp." : "DROP TABLE IF EXISTS ");
+    sb_add(&b, dry_kw(ctx, "DROP TABLE IF EXISTS temp.", "DROP TABLE IF EXISTS "));
     sb_ident(&b, s->target);
     etl_status_t st = exec(l, ctx, sb_str(&b), "drop staging table");
     sb_free(&b);
@@ -235,7 +239,7 @@ static etl_status_t create_staging(lite_t *l, etl_ctx_t *ctx, lite_stream_t *s,
         return create_table(l, ctx, s->target, sc, 1, NULL);
     }
     sb_init(&b);
-    sb_add(&b, etl_dry_run(ctx) ? "CREATE TEMP TABLE " : "CREATE TABLE ");
+    sb_add(&b, dry_kw(ctx, "CREATE TEMP TABLE ", "CREATE TABLE "));
     sb_ident(&b, s->target);
     sb_add(&b, " ");
     sb_add(&b, paren);
@@ -819,7 +823,7 @@ etl_status_t lite_finish(lite_t *l, etl_ctx_t *ctx, lite_stream_t *s, int ok)
         if (!ok || st != ETL_OK) {
             sqlbuf_t b;
             sb_init(&b);
-            sb_add(&b, etl_dry_run(ctx) ? "DROP TABLE IF EXISTS temp." : "DROP TABLE IF EXISTS ");
+            sb_add(&b, dry_kw(ctx, "DROP TABLE IF EXISTS temp.", "DROP TABLE IF EXISTS "));
             sb_ident(&b, s->target);
             sqlite3_exec(l->db, sb_str(&b), NULL, NULL, NULL);
             sb_free(&b);
